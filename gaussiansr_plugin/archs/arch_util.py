@@ -1,0 +1,87 @@
+"""Building blocks shared by the arbitrary-scale archs (GaussianSR, LIIF, MetaSR).
+
+All of them follow LIIF's query interface: ``net(lq, coord, cell) -> rgb`` with
+
+* ``lq``: (B, 3, h, w) low-resolution image in [0, 1];
+* ``coord``: (B, Q, 2) HR pixel centres in [-1, 1], (row, col) order;
+* ``cell``: (B, Q, 2) HR pixel size in the same units, (2 / H_hr, 2 / W_hr);
+* returns (B, Q, 3) RGB in [0, 1] units (not clamped).
+
+They also split the forward pass into ``encode`` (once per image) and ``query`` (any number of
+times, e.g. per chunk of query points), which ``ArbitraryScaleSRModel.test`` relies on to bound
+memory on large outputs without re-running the encoder.
+"""
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
+
+
+class EDSRBaselineEncoder(nn.Module):
+    """EDSR without its upsampler: the LR feature extractor of EDSR-baseline-LIIF.
+
+    Built from BasicSR's own ``ResidualBlockNoBN``. The input normalization ``(x - 0.5) / 0.5``
+    is LIIF's; it is a fixed affine map, so no (frozen) mean-shift parameters are kept.
+
+    Args:
+        num_feat (int): Channel number of the feature map. Default: 64.
+        num_block (int): Number of residual blocks. Default: 16.
+        res_scale (float): Residual scale inside the blocks. Default: 1.
+    """
+
+    def __init__(self, num_feat: int = 64, num_block: int = 16, res_scale: float = 1.0) -> None:
+        super().__init__()
+        self.num_feat = num_feat
+        self.conv_first = nn.Conv2d(3, num_feat, 3, 1, 1)
+        self.body = make_layer(ResidualBlockNoBN, num_block, num_feat=num_feat, res_scale=res_scale, pytorch_init=True)
+        self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+
+    def forward(self, lq: torch.Tensor) -> torch.Tensor:
+        x = self.conv_first((lq - 0.5) / 0.5)
+        return self.conv_after_body(self.body(x)) + x
+
+
+class MLP(nn.Sequential):
+    """Fully connected layers with ReLU between them, applied to the last dimension."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_list: Sequence[int]) -> None:
+        layers = []
+        for hidden in hidden_list:
+            layers += [nn.Linear(in_dim, hidden), nn.ReLU(inplace=True)]
+            in_dim = hidden
+        layers.append(nn.Linear(in_dim, out_dim))
+        super().__init__(*layers)
+
+
+class ImplicitSRNet(nn.Module):
+    """Base class of the query-based archs: ``forward = query(encode(lq), coord, cell)``."""
+
+    def encode(self, lq: torch.Tensor) -> Any:
+        """Computes the per-image state that ``query`` reads (features, splat tables, ...)."""
+        raise NotImplementedError
+
+    def query(self, state: Any, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """Predicts RGB (B, Q, 3) at ``coord`` from the state returned by ``encode``."""
+        raise NotImplementedError
+
+    def forward(self, lq: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        return self.query(self.encode(lq), coord, cell)
+
+
+def sample_bicubic(feat: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
+    """Bicubic samples of ``feat`` (B, C, h, w) at ``coord`` (B, Q, 2, row-col in [-1, 1]) -> (B, Q, C).
+
+    ``align_corners=False`` matches the pixel-centre convention of ``coord``; 'border' padding
+    replicates edge pixels for the taps that fall outside the map.
+    """
+    grid = coord.flip(-1).unsqueeze(1).to(feat.dtype)  # grid_sample wants (x, y)
+    sampled = nn.functional.grid_sample(feat, grid, mode='bicubic', padding_mode='border', align_corners=False)
+    return sampled[:, :, 0, :].permute(0, 2, 1)
+
+
+def coord_to_lr_pixels(coord: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
+    """Maps normalized (row, col) coordinates to LR pixel units, where LR pixel centres are integers."""
+    size = torch.tensor(lr_size, dtype=coord.dtype, device=coord.device)
+    return (coord + 1) / 2 * size - 0.5

@@ -1,0 +1,155 @@
+"""GaussianSR: arbitrary-scale SR by selective 2D Gaussian splatting of LR features."""
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from basicsr.utils.registry import ARCH_REGISTRY
+from .arch_util import MLP, EDSRBaselineEncoder, ImplicitSRNet, coord_to_lr_pixels, sample_bicubic
+from .gaussian_splat import SplatTable, build_splat_table, splat_query, window_radius
+
+# Bound on |rho|: keeps Σ well conditioned (det Σ = σx²σy²(1-ρ²) away from 0).
+RHO_MAX = 0.9
+
+
+@dataclass
+class GaussianSRState:
+    """What ``GaussianSR.encode`` computes once per image."""
+    lq: torch.Tensor
+    smooth_feat: torch.Tensor  # (B, C - C_gs, h, w): the bicubic stream
+    splats: SplatTable  # the Gaussian stream
+
+
+class GaussianBank(nn.Module):
+    """K learnable Gaussian kernels (σx, σy, ρ, opacity), constrained to valid values.
+
+    σ = σ_min + (σ_max - σ_min)·sigmoid(raw), ρ = RHO_MAX·tanh(raw) (correlation coefficient, so
+    Σ is positive definite), opacity = sigmoid(raw). Initialized stepwise over a grid of shapes:
+    σx and σy over evenly spaced values inside the range, ρ over {-0.6, -0.2, 0.2, 0.6}; the
+    grid is filled in order and wraps around when K is not a multiple of its size.
+    """
+
+    def __init__(self, num_kernels: int, sigma_range: Sequence[float]) -> None:
+        super().__init__()
+        self.sigma_min, self.sigma_max = float(sigma_range[0]), float(sigma_range[1])
+        rhos = torch.tensor([-0.6, -0.2, 0.2, 0.6])
+        steps = max(1, math.ceil(math.sqrt(num_kernels / len(rhos))))
+        # Interior points of the range, so that the sigmoid is not saturated at init.
+        fractions = (torch.arange(steps, dtype=torch.float64) + 0.5) / steps
+        grid = torch.stack(torch.meshgrid(fractions, fractions, rhos.double(), indexing='ij'), -1).reshape(-1, 3)
+        grid = grid[torch.arange(num_kernels) % grid.shape[0]]
+        raw = torch.stack([
+            torch.logit(grid[:, 0]),
+            torch.logit(grid[:, 1]),
+            torch.atanh(grid[:, 2] / RHO_MAX),
+            torch.zeros(num_kernels, dtype=torch.float64),  # opacity 0.5
+        ], dim=1)
+        self.raw = nn.Parameter(raw.float())
+
+    def forward(self) -> torch.Tensor:
+        """Returns the constrained (K, 4) table: σx, σy, ρ, opacity."""
+        span = self.sigma_max - self.sigma_min
+        return torch.stack([
+            self.sigma_min + span * torch.sigmoid(self.raw[:, 0]),
+            self.sigma_min + span * torch.sigmoid(self.raw[:, 1]),
+            RHO_MAX * torch.tanh(self.raw[:, 2]),
+            torch.sigmoid(self.raw[:, 3]),
+        ], dim=1)
+
+
+@ARCH_REGISTRY.register()
+class GaussianSR(ImplicitSRNet):
+    """GaussianSR (Hu et al.) with a query-local renderer.
+
+    Every LR feature pixel becomes a 2D Gaussian centred on the pixel centre, whose shape is
+    picked per pixel from a learnable Gaussian bank by a classifier (Gumbel-softmax mixture in
+    training, hard argmax without noise in eval) and whose colour is opacity times the first
+    ``num_gs_feat`` feature channels. The splatted channels and the bicubically sampled
+    remaining channels are fused with the query's offset and cell and decoded by an MLP to an
+    RGB residual over the bicubic sample of the LR image.
+
+    Args:
+        num_feat (int): Encoder channels. Default: 64.
+        num_block (int): Encoder residual blocks. Default: 16.
+        res_scale (float): Encoder residual scale. Default: 1.
+        num_kernels (int): Size K of the Gaussian bank. Default: 100.
+        num_gs_feat (int): Channels rendered by Gaussian splatting (the rest are sampled
+            bicubically). Default: 8.
+        sigma_range (list[float]): Range of σx, σy in LR pixels. Default: [0.1, 1.0].
+        tau (float): Gumbel-softmax temperature in training. Default: 1.
+        gumbel_hard (bool): Straight-through one-hot labels in training (soft labels when
+            False, as in the paper). Default: False.
+        hidden_list (list[int]): Decoder MLP widths. Default: [256, 256, 256, 256].
+        rgb_skip (bool): Predict a residual over the bicubic sample of the LR image. Default: True.
+        window_tolerance (float): Weight bound that sets the splat window radius. Default: 1e-4.
+    """
+
+    def __init__(self,
+                 num_feat: int = 64,
+                 num_block: int = 16,
+                 res_scale: float = 1.0,
+                 num_kernels: int = 100,
+                 num_gs_feat: int = 8,
+                 sigma_range: Sequence[float] = (0.1, 1.0),
+                 tau: float = 1.0,
+                 gumbel_hard: bool = False,
+                 hidden_list: Sequence[int] = (256, 256, 256, 256),
+                 rgb_skip: bool = True,
+                 window_tolerance: float = 1e-4) -> None:
+        super().__init__()
+        if not 0 < num_gs_feat <= num_feat:
+            raise ValueError(f'network_g.num_gs_feat must be in (0, num_feat={num_feat}], got {num_gs_feat}')
+        if len(sigma_range) != 2 or not 0 < sigma_range[0] < sigma_range[1]:
+            raise ValueError(f'network_g.sigma_range must be [min, max] with 0 < min < max, got {sigma_range}')
+        if num_kernels < 1:
+            raise ValueError(f'network_g.num_kernels must be >= 1, got {num_kernels}')
+        if tau <= 0:
+            raise ValueError(f'network_g.tau must be > 0, got {tau}')
+        if not 0 < window_tolerance < 1:
+            raise ValueError(f'network_g.window_tolerance must be in (0, 1), got {window_tolerance}')
+        self.num_gs_feat = num_gs_feat
+        self.tau = tau
+        self.gumbel_hard = gumbel_hard
+        self.rgb_skip = rgb_skip
+        self.radius = window_radius(sigma_range[1], window_tolerance)
+
+        self.encoder = EDSRBaselineEncoder(num_feat, num_block, res_scale)
+        self.classifier = nn.Conv2d(num_feat, num_kernels, 3, 1, 1)
+        self.bank = GaussianBank(num_kernels, sigma_range)
+        # Fused feature + offset to the nearest LR pixel centre (2) + cell in LR pixels (2).
+        self.decoder = MLP(num_feat + 4, 3, hidden_list)
+        if rgb_skip:  # start as bicubic interpolation: the MLP learns the residual
+            nn.init.zeros_(self.decoder[-1].weight)
+            nn.init.zeros_(self.decoder[-1].bias)
+
+    def kernel_params(self, feat: torch.Tensor) -> torch.Tensor:
+        """Per-pixel (σx, σy, ρ, opacity), (B, 4, h, w): a Gumbel-softmax mixture of the bank in
+        training, the argmax kernel (deterministic) in eval."""
+        logits = self.classifier(feat)
+        bank = self.bank()
+        if self.training:
+            labels = F.gumbel_softmax(logits, tau=self.tau, hard=self.gumbel_hard, dim=1)
+            return torch.einsum('bkhw,kp->bphw', labels, bank)
+        return bank[logits.argmax(dim=1)].permute(0, 3, 1, 2)
+
+    def encode(self, lq: torch.Tensor) -> GaussianSRState:
+        feat = self.encoder(lq)
+        sigma_x, sigma_y, rho, opacity = self.kernel_params(feat).unbind(1)
+        amplitude = opacity.unsqueeze(1) * feat[:, :self.num_gs_feat]
+        splats = build_splat_table(amplitude, sigma_x, sigma_y, rho, self.radius)
+        return GaussianSRState(lq=lq, smooth_feat=feat[:, self.num_gs_feat:], splats=splats)
+
+    def query(self, state: GaussianSRState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        lr_size = state.lq.shape[-2:]
+        gs_feat = splat_query(state.splats, coord)
+        smooth = sample_bicubic(state.smooth_feat, coord)
+        pos = coord_to_lr_pixels(coord, lr_size)
+        offset = pos - torch.round(pos)
+        cell_lr = cell * torch.tensor(lr_size, dtype=cell.dtype, device=cell.device) / 2
+        rgb = self.decoder(torch.cat([gs_feat, smooth, offset, cell_lr], dim=-1))
+        if self.rgb_skip:
+            rgb = rgb + sample_bicubic(state.lq, coord)
+        return rgb

@@ -1,0 +1,50 @@
+"""The ``basicsr`` command: BasicSR's own train/test pipelines with the plugin registered.
+
+    basicsr train -opt options/train_gaussiansr.yml [--launcher ...] [--auto_resume] [--debug]
+                  [--force_yml k=v ...] [--root DIR]
+    basicsr test  -opt options/test_gaussiansr.yml [--root DIR]
+
+Every flag except ``--root`` goes to BasicSR's ``parse_options`` unchanged. Outputs
+(``experiments/``, ``tb_logger/``, ``results/``) go under ``--root`` (default: the current
+directory).
+"""
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+USAGE = __doc__
+
+
+def _split_root(args: List[str]) -> tuple:
+    """Removes ``--root DIR`` / ``--root=DIR`` from ``args``; returns (root, remaining args)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('--root', default=os.getcwd())
+    known, rest = parser.parse_known_args(args)
+    return os.path.abspath(known.root), rest
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ('train', 'test'):
+        print(USAGE, file=sys.stderr)
+        sys.exit(0 if argv and argv[0] in ('-h', '--help') else 2)
+    command, rest = argv[0], argv[1:]
+    root, rest = _split_root(rest)
+
+    import gaussiansr_plugin  # noqa: F401  (patches BasicSR, registers our classes)
+    from gaussiansr_plugin.utils.options import check_option_file
+
+    check_option_file(rest, is_train=command == 'train')
+    os.makedirs(root, exist_ok=True)
+    sys.argv = [f'basicsr {command}'] + rest  # parse_options reads sys.argv
+    if command == 'train':
+        from basicsr.train import train_pipeline
+        train_pipeline(root)
+    else:
+        from basicsr.test import test_pipeline
+        test_pipeline(root)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,287 @@
+"""Training and evaluation data for arbitrary-scale SR."""
+import math
+import os
+from os import path as osp
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch.utils import data as data
+
+from basicsr.utils import FileClient, scandir
+from basicsr.utils.registry import DATASET_REGISTRY
+from ..utils.coord import make_cell, make_coord
+from ..utils.image_io import ImageError, decode_rgb
+from ..utils.resize import get_downsampler
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.PNG', '.JPG', '.JPEG')
+# Keys BasicSR itself reads from a dataset section (build_dataloader, train.py, parse_options).
+BASICSR_KEYS = {
+    'name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu', 'use_shuffle',
+    'dataset_enlarge_ratio', 'prefetch_mode', 'num_prefetch_queue', 'pin_memory', 'persistent_workers'
+}
+COMMON_KEYS = {'dataroot_gt', 'io_backend', 'meta_info_file', 'image_names', 'downsampler', 'quantize_lq'}
+TRAIN_KEYS = {'lq_size', 'scale_min', 'scale_max', 'sample_q', 'augment'}
+EVAL_KEYS = {'dataroot_lq', 'filename_tmpl', 'shave', 'test_y_channel'}
+
+
+def _scale_name(scale: float) -> str:
+    """2.0 -> '2', 2.5 -> '2.5': how benchmark folders name scales (``LR_bicubic/X2``)."""
+    return str(int(scale)) if float(scale).is_integer() else f'{scale:g}'
+
+
+def _expand_path(path: str) -> str:
+    """Expands ``~`` and environment variables; ``$SKIMAGE_DATA`` is scikit-image's photo folder."""
+    if 'SKIMAGE_DATA' in path and 'SKIMAGE_DATA' not in os.environ:
+        import skimage.data
+        os.environ['SKIMAGE_DATA'] = osp.dirname(skimage.data.__file__)
+    return osp.expanduser(osp.expandvars(path))
+
+
+@DATASET_REGISTRY.register()
+class ArbitraryScalePairedDataset(data.Dataset):
+    """HR images with LR counterparts at any scale, in LIIF's query format.
+
+    Train phase (``phase: train``): per sample a scale s ~ U(scale_min, scale_max) is drawn from
+    torch's RNG (BasicSR reseeds ``random``/``numpy`` identically every epoch), an HR patch of side
+    round(lq_size * s) is cropped at a random place, flipped/transposed, downscaled to
+    lq_size x lq_size, and ``sample_q`` of its pixels are kept as queries. An image smaller than
+    the patch lowers s for that sample to what fits; one that cannot hold lq_size * scale_min is
+    rejected when the dataset is built.
+
+    Val/test phase: a fixed ``scale`` (integer or not). The LR is read from ``dataroot_lq``
+    (BasicSR's ``LR_bicubic/X{s}`` naming through ``filename_tmpl``) and the HR cropped to the LR
+    size times the scale; without ``dataroot_lq`` the LR is made on the fly as in LIIF's protocol:
+    h_lr = floor(H / s), HR cropped to round(h_lr * s), then downscaled.
+
+    Options (besides BasicSR's loader keys):
+        dataroot_gt (str): HR folder, or an ``.lmdb`` with ``io_backend: {type: lmdb}``.
+            ``$SKIMAGE_DATA`` expands to scikit-image's bundled photos.
+        io_backend (dict): ``{type: disk}`` (default) or ``{type: lmdb}``.
+        meta_info_file (str, optional): Text file whose lines start with image file names.
+        image_names (list[str], optional): File names under ``dataroot_gt`` to use.
+        downsampler (str): 'matlab' (MATLAB imresize, default) or 'torch' (antialiased bicubic).
+        quantize_lq (bool): Round the made LR to 8-bit levels, like LR stored as PNG. Default: True.
+        lq_size, scale_min, scale_max, sample_q, augment: train phase (48, 1, 4, 2304, True).
+        scale, dataroot_lq, filename_tmpl ('{}x{scale}'), shave, test_y_channel: val/test phase.
+            ``shave`` (border excluded from metrics) defaults to ceil(scale).
+    """
+
+    def __init__(self, opt: Dict[str, Any]) -> None:
+        super().__init__()
+        self.opt = opt
+        self.check_options(opt)
+        self.is_train = opt['phase'] == 'train'
+        self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
+        self.file_client: Optional[FileClient] = None  # opened lazily: one handle per worker process
+        self.gt_root = _expand_path(opt['dataroot_gt'])
+        self.downsample = get_downsampler(opt.get('downsampler', 'matlab'))
+        self.quantize_lq = opt.get('quantize_lq', True)
+        self.names, sizes = self._list_images()
+        if self.is_train:
+            self.lq_size = int(opt.get('lq_size', 48))
+            self.scale_min = float(opt.get('scale_min', 1.0))
+            self.scale_max = float(opt.get('scale_max', 4.0))
+            self.sample_q = opt.get('sample_q', 2304)
+            self.augment = opt.get('augment', True)
+            self._check_train_sizes(sizes)
+        else:
+            self.scale = float(opt['scale'])
+            self.lq_root = _expand_path(opt['dataroot_lq']) if opt.get('dataroot_lq') else None
+            self.filename_tmpl = opt.get('filename_tmpl', '{}x{scale}')
+
+    @staticmethod
+    def check_options(opt: Dict[str, Any]) -> None:
+        """Rejects unknown keys and impossible values with a message naming the key."""
+        name = opt.get('name', '?')
+        phase = opt.get('phase')
+        if phase not in ('train', 'val', 'test'):
+            raise ValueError(f"datasets.{name}: phase must be train/val/test, got {phase!r}")
+        allowed = BASICSR_KEYS | COMMON_KEYS | (TRAIN_KEYS if phase == 'train' else EVAL_KEYS)
+        unknown = sorted(set(opt) - allowed)
+        if unknown:
+            raise KeyError(f'datasets.{name}: unknown key(s) {unknown} for the {phase} phase of '
+                           f'ArbitraryScalePairedDataset; allowed: {sorted(allowed - BASICSR_KEYS)}')
+        if not opt.get('dataroot_gt'):
+            raise KeyError(f'datasets.{name}.dataroot_gt is required')
+        backend = (opt.get('io_backend') or {}).get('type', 'disk')
+        if backend not in ('disk', 'lmdb'):
+            raise ValueError(f'datasets.{name}.io_backend.type must be disk or lmdb, got {backend!r}')
+        get_downsampler(opt.get('downsampler', 'matlab'))
+        if phase == 'train':
+            lq_size = opt.get('lq_size', 48)
+            smin, smax = opt.get('scale_min', 1.0), opt.get('scale_max', 4.0)
+            if not isinstance(lq_size, int) or lq_size < 1:
+                raise ValueError(f'datasets.{name}.lq_size must be a positive integer, got {lq_size!r}')
+            if not (isinstance(smin, (int, float)) and smin >= 1):
+                raise ValueError(f'datasets.{name}.scale_min must be >= 1, got {smin!r}')
+            if not (isinstance(smax, (int, float)) and smax >= smin):
+                raise ValueError(f'datasets.{name}.scale_max must be >= scale_min ({smin}), got {smax!r}')
+            sample_q = opt.get('sample_q', 2304)
+            min_queries = round(lq_size * smin)**2
+            if sample_q is not None and not (isinstance(sample_q, int) and 0 < sample_q <= min_queries):
+                raise ValueError(f'datasets.{name}.sample_q must be a positive integer no larger than the '
+                                 f'smallest HR patch ({min_queries} pixels at scale_min), got {sample_q!r}')
+        else:
+            scale = opt.get('scale')
+            if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale < 1:
+                raise ValueError(f'datasets.{name}.scale must be a number >= 1, got {scale!r}')
+            shave = opt.get('shave')
+            if shave is not None and not (isinstance(shave, int) and shave >= 0):
+                raise ValueError(f'datasets.{name}.shave must be a non-negative integer, got {shave!r}')
+
+    def _list_images(self) -> Tuple[List[str], List[Optional[Tuple[int, int]]]]:
+        """Image names (relative paths, or LMDB keys) and their (H, W) where known cheaply."""
+        name = self.opt.get('name', '?')
+        root = self.gt_root
+        if not osp.exists(root):
+            raise FileNotFoundError(f'datasets.{name}.dataroot_gt does not exist: {root}')
+        if self.io_backend_opt['type'] == 'lmdb':
+            return self._list_lmdb(root)
+        if self.opt.get('image_names'):
+            names = list(self.opt['image_names'])
+        elif self.opt.get('meta_info_file'):
+            with open(_expand_path(self.opt['meta_info_file'])) as f:
+                names = [line.split()[0] for line in f if line.strip()]
+        else:
+            names = sorted(scandir(root, suffix=IMAGE_EXTENSIONS, recursive=True))
+        missing = [n for n in names if not osp.isfile(osp.join(root, n))]
+        if missing:
+            raise FileNotFoundError(f'datasets.{name}: image {osp.join(root, missing[0])} does not exist'
+                                    f'{f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""}')
+        if not names:
+            raise FileNotFoundError(f'datasets.{name}: no images in {root}')
+        from PIL import Image  # reads headers only: sizes without decoding
+        sizes = []
+        for n in names:
+            try:
+                with Image.open(osp.join(root, n)) as img:
+                    sizes.append((img.height, img.width))
+            except Exception as err:  # PIL raises many types for bad files
+                raise ImageError(f'Cannot read image {osp.join(root, n)}: {err}') from err
+        return names, sizes
+
+    def _list_lmdb(self, root: str) -> Tuple[List[str], List[Optional[Tuple[int, int]]]]:
+        name = self.opt.get('name', '?')
+        meta = osp.join(root, 'meta_info.txt')
+        if not osp.isfile(meta) or not osp.isfile(osp.join(root, 'data.mdb')):
+            raise FileNotFoundError(f'datasets.{name}.dataroot_gt is not a complete LMDB (data.mdb and '
+                                    f'meta_info.txt expected): {root}')
+        self.io_backend_opt.update(db_paths=[root], client_keys=['gt'])
+        names, sizes = [], []
+        with open(meta) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                file_name, shape = line.split()[:2]
+                names.append(osp.splitext(file_name)[0])
+                h, w = shape.strip('()').split(',')[:2]
+                sizes.append((int(h), int(w)))
+        if not names:
+            raise FileNotFoundError(f'datasets.{name}: {meta} lists no images')
+        return names, sizes
+
+    def _check_train_sizes(self, sizes: List[Optional[Tuple[int, int]]]) -> None:
+        need = round(self.lq_size * self.scale_min)
+        small = [(n, s) for n, s in zip(self.names, sizes) if s is not None and min(s) < need]
+        if small:
+            (n, (h, w)) = small[0]
+            raise ImageError(f'Image {osp.join(self.gt_root, n)} is {h}x{w}, smaller than the '
+                             f'{need}x{need} HR patch of lq_size {self.lq_size} at scale_min {self.scale_min}'
+                             f'{f" ({len(small) - 1} more images too)" if len(small) > 1 else ""}; '
+                             'remove it or lower lq_size/scale_min.')
+
+    def _read(self, root: str, name: str, client_key: str) -> torch.Tensor:
+        if self.file_client is None:
+            self.file_client = FileClient(self.io_backend_opt.pop('type'), **self.io_backend_opt)
+        path = name if self.file_client.client.__class__.__name__ == 'LmdbBackend' else osp.join(root, name)
+        try:
+            data_bytes = self.file_client.get(path, client_key)
+        except (OSError, AttributeError) as err:  # LmdbBackend returns None -> AttributeError
+            raise ImageError(f'Cannot read image {path}: {err}') from err
+        if data_bytes is None:
+            raise ImageError(f'Image key {name!r} is missing from LMDB {root}')
+        return decode_rgb(data_bytes, path)
+
+    def _make_lq(self, hr: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        if not self.quantize_lq:
+            return self.downsample(hr, size)
+        # Through uint8, as LR stored as PNG is: for 8-bit sources and the 'matlab' downsampler
+        # this reproduces MATLAB's imresize bit for bit (it rounds between its two passes too).
+        hr_8bit = torch.round(hr.clamp(0, 1) * 255).to(torch.uint8)
+        return self.downsample(hr_8bit, size).float() / 255
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        name = self.names[index]
+        hr = self._read(self.gt_root, name, 'gt')
+        return self._train_sample(hr, name) if self.is_train else self._eval_sample(hr, name)
+
+    def _train_sample(self, hr: torch.Tensor, name: str) -> Dict[str, Any]:
+        height, width = hr.shape[-2:]
+        scale = self.scale_min + (self.scale_max - self.scale_min) * torch.rand(()).item()
+        patch = min(round(self.lq_size * scale), height, width)
+        top = torch.randint(0, height - patch + 1, ()).item()
+        left = torch.randint(0, width - patch + 1, ()).item()
+        hr = hr[:, top:top + patch, left:left + patch]
+        if self.augment:
+            flips = torch.rand(3) < 0.5
+            if flips[0]:
+                hr = hr.flip(-1)
+            if flips[1]:
+                hr = hr.flip(-2)
+            if flips[2]:
+                hr = hr.transpose(-1, -2)
+        lq = self._make_lq(hr, (self.lq_size, self.lq_size))
+        coord = make_coord((patch, patch))
+        gt = hr.reshape(3, -1).t()
+        if self.sample_q is not None:
+            keep = torch.randperm(coord.shape[0])[:self.sample_q]
+            coord, gt = coord[keep], gt[keep]
+        return {
+            'lq': lq.contiguous(),
+            'gt': gt.contiguous(),
+            'coord': coord,
+            'cell': make_cell((patch, patch), coord.shape[0]).clone(),
+            'scale': torch.tensor(patch / self.lq_size),
+            'gt_path': osp.join(self.gt_root, name),
+        }
+
+    def _eval_sample(self, hr: torch.Tensor, name: str) -> Dict[str, Any]:
+        stem = osp.splitext(osp.basename(name))[0]
+        s = self.scale
+        if self.lq_root is not None:
+            lq_name = self.filename_tmpl.format(stem, scale=_scale_name(s)) + osp.splitext(name)[1]
+            lq_path = osp.join(self.lq_root, lq_name)
+            if not osp.isfile(lq_path):
+                raise FileNotFoundError(f'datasets.{self.opt["name"]}: LR image {lq_path} does not exist '
+                                        f'(filename_tmpl {self.filename_tmpl!r})')
+            with open(lq_path, 'rb') as f:
+                lq = decode_rgb(f.read(), lq_path)
+            h_lr, w_lr = lq.shape[-2:]
+            h_hr, w_hr = round(h_lr * s), round(w_lr * s)
+            if h_hr > hr.shape[-2] or w_hr > hr.shape[-1]:
+                raise ImageError(f'LR image {lq_path} ({h_lr}x{w_lr}) times scale {s:g} exceeds its HR '
+                                 f'image {osp.join(self.gt_root, name)} ({hr.shape[-2]}x{hr.shape[-1]})')
+            gt = hr[:, :h_hr, :w_hr]
+        else:
+            lq_path = osp.join(self.gt_root, name)
+            h_lr, w_lr = math.floor(hr.shape[-2] / s + 1e-9), math.floor(hr.shape[-1] / s + 1e-9)
+            if h_lr < 1 or w_lr < 1:
+                raise ImageError(f'Image {lq_path} ({hr.shape[-2]}x{hr.shape[-1]}) is too small for scale {s:g}')
+            gt = hr[:, :round(h_lr * s), :round(w_lr * s)]
+            lq = self._make_lq(gt, (h_lr, w_lr))
+        return {
+            'lq': lq.contiguous(),
+            'gt': gt.contiguous(),
+            'scale': torch.tensor(s),
+            'lq_path': lq_path,
+            'gt_path': osp.join(self.gt_root, name),
+        }
+
+    @property
+    def shave(self) -> int:
+        """Border (pixels) excluded from metrics: the ``shave`` option, else ceil(scale)."""
+        shave = self.opt.get('shave')
+        return math.ceil(self.scale) if shave is None else int(shave)

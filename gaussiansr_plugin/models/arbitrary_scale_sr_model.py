@@ -1,0 +1,202 @@
+"""Training and evaluation of query-based arbitrary-scale SR networks in BasicSR."""
+import math
+from collections import OrderedDict
+from os import path as osp
+from typing import Any, Dict, Optional, Sequence
+
+import torch
+from torch.utils.data import default_collate
+
+from basicsr.metrics import calculate_metric
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger, tensor2img
+from basicsr.utils.dist_util import get_dist_info
+from basicsr.utils.registry import METRIC_REGISTRY, MODEL_REGISTRY
+from ..utils.coord import make_cell, make_coord
+from ..utils.file_io import atomic_imwrite
+from ..utils.resize import imresize_matlab
+
+
+def check_model_options(opt: Dict[str, Any]) -> None:
+    """Rejects options this model cannot honour, naming the key, before any work starts."""
+    if 'scale' in opt:
+        raise KeyError(f'scale: {opt["scale"]!r} at the top level would overwrite every dataset\'s own scale '
+                       '(BasicSR copies it into each dataset); remove it and give each val/test dataset a scale.')
+    train_opt = opt.get('train') or {}
+    if opt.get('is_train', True) and train_opt:
+        if not train_opt.get('pixel_opt'):
+            raise KeyError('train.pixel_opt is required: ArbitraryScaleSRModel trains with a pixel loss on queries.')
+        if train_opt.get('perceptual_opt'):
+            raise KeyError('train.perceptual_opt is not supported: training queries are scattered pixels, '
+                           'not images.')
+    val_opt = opt.get('val') or {}
+    chunk = val_opt.get('query_chunk', 30000)
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f'val.query_chunk must be a positive integer, got {chunk!r}')
+    for name, metric_opt in (val_opt.get('metrics') or {}).items():
+        metric_type = (metric_opt or {}).get('type')
+        if metric_type not in METRIC_REGISTRY or not metric_type.endswith('_pt'):
+            raise ValueError(f'val.metrics.{name}.type: {metric_type!r} is not a float-tensor metric; '
+                             'use calculate_psnr_pt or calculate_ssim_pt (outputs are evaluated as float, '
+                             'not rounded to uint8).')
+        if 'crop_border' in metric_opt:
+            raise KeyError(f'val.metrics.{name}.crop_border: the border is set per val dataset by its '
+                           '`shave` key (default: ceil(scale)); remove crop_border.')
+
+
+@MODEL_REGISTRY.register()
+class ArbitraryScaleSRModel(SRModel):
+    """SRModel for networks called as ``net(lq, coord, cell)`` (see ``archs/arch_util.py``).
+
+    Training feeds query batches (lq, coord, cell, gt) from ``ArbitraryScalePairedDataset``.
+    ``test`` runs the encoder once per image and the queries in chunks of ``val.query_chunk``.
+    Validation evaluates float outputs (clamped to [0, 1], not rounded) with each val set's own
+    scale and shave, shards the images over ranks in distributed runs and reports bicubic
+    interpolation beside the network.
+    """
+
+    def __init__(self, opt: Dict[str, Any]) -> None:
+        check_model_options(opt)
+        super().__init__(opt)
+        self.bicubic_results: Dict[str, Dict[str, float]] = {}
+
+    def feed_data(self, data: Dict[str, Any]) -> None:
+        super().feed_data(data)
+        self.coord = data['coord'].to(self.device) if 'coord' in data else None
+        self.cell = data['cell'].to(self.device) if 'cell' in data else None
+        self.scale = data.get('scale')
+        self.batch_files = data.get('gt_path')
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        self.optimizer_g.zero_grad()
+        self.output = self.net_g(self.lq, self.coord, self.cell)
+        l_pix = self.cri_pix(self.output, self.gt)
+        if not torch.isfinite(l_pix):
+            # Skip the step: stepping on a non-finite loss would poison the weights (and EMA).
+            files = ', '.join(self.batch_files or [])
+            get_root_logger().error(f'Non-finite loss {l_pix.item()} at iter {current_iter}; step skipped. '
+                                    f'Batch files: {files}')
+            self.log_dict = OrderedDict(l_pix=float('nan'))
+            return
+        l_pix.backward()
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(OrderedDict(l_pix=l_pix))
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def _eval_net(self) -> torch.nn.Module:
+        """The bare network used for evaluation: EMA when kept, never the DDP wrapper."""
+        return self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
+
+    @torch.no_grad()
+    def predict(self, lq: torch.Tensor, out_size: Sequence[int], net: Optional[torch.nn.Module] = None) -> torch.Tensor:
+        """Super-resolves ``lq`` (B, 3, h, w) to ``out_size`` (H, W): encoder once, queries in chunks.
+
+        Memory beyond the output image is bounded by ``val.query_chunk`` queries.
+        """
+        net = net or self._eval_net()
+        was_training = net.training
+        net.eval()
+        chunk = (self.opt.get('val') or {}).get('query_chunk', 30000)
+        batch = lq.shape[0]
+        coord = make_coord(out_size, device=lq.device)
+        cell = make_cell(out_size, chunk, device=lq.device)
+        state = net.encode(lq)
+        output = lq.new_empty(batch, coord.shape[0], 3)
+        for start in range(0, coord.shape[0], chunk):
+            part = coord[start:start + chunk]
+            output[:, start:start + part.shape[0]] = net.query(
+                state, part.expand(batch, -1, -1), cell[:part.shape[0]].expand(batch, -1, -1))
+        net.train(was_training)
+        return output.permute(0, 2, 1).reshape(batch, 3, *out_size)
+
+    def test(self) -> None:
+        if hasattr(self, 'gt'):
+            out_size = self.gt.shape[-2:]
+        else:
+            scale = float(self.scale.reshape(-1)[0])
+            out_size = [round(n * scale) for n in self.lq.shape[-2:]]
+        self.output = self.predict(self.lq, out_size)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        self._validate(dataloader, current_iter, tb_logger, save_img)
+
+    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        self._validate(dataloader, current_iter, tb_logger, save_img)
+
+    def _validate(self, dataloader, current_iter, tb_logger, save_img: bool) -> None:
+        """Evaluates one val set; each rank takes every world_size-th image, metrics are summed."""
+        dataset = dataloader.dataset
+        dataset_name = dataset.opt['name']
+        metric_opts = self._metric_opts(dataset)
+        rank, world_size = get_dist_info()
+        need_bicubic = dataset_name not in self.bicubic_results
+        names = list(metric_opts)
+        # sums[0]: the network; sums[1]: bicubic; last column: image count.
+        sums = torch.zeros(2, len(names) + 1, dtype=torch.float64, device=self.device)
+        for index in range(rank, len(dataset), world_size):
+            val_data = default_collate([dataset[index]])
+            self.feed_data(val_data)
+            self.test()
+            sr = self.output.clamp(0, 1)
+            if save_img:
+                img_name = osp.splitext(osp.basename(val_data['gt_path'][0]))[0]
+                atomic_imwrite(tensor2img(sr), self._visualization_path(dataset_name, img_name, current_iter))
+            if hasattr(self, 'gt'):
+                sums[0, :-1] += self._metric_values(sr, self.gt, metric_opts)
+                if need_bicubic:
+                    bicubic = imresize_matlab(self.lq, self.gt.shape[-2:]).clamp(0, 1)
+                    sums[1, :-1] += self._metric_values(bicubic, self.gt, metric_opts)
+                sums[:, -1] += 1
+            del self.lq, self.output
+            if hasattr(self, 'gt'):
+                del self.gt
+        if world_size > 1:
+            torch.distributed.all_reduce(sums)
+        count = sums[0, -1].item()
+        if not names or count == 0:
+            return
+        means = (sums[:, :-1] / count).tolist()
+        if not hasattr(self, 'metric_results'):
+            self.metric_results = {}
+        self._initialize_best_metric_results(dataset_name)
+        self.metric_results = dict(zip(names, means[0]))
+        if need_bicubic:
+            self.bicubic_results[dataset_name] = dict(zip(names, means[1]))
+        for name, value in self.metric_results.items():
+            self._update_best_metric_result(dataset_name, name, value, current_iter)
+        self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+        self._log_bicubic_comparison(dataset_name)
+
+    def _metric_opts(self, dataset) -> Dict[str, Dict[str, Any]]:
+        """The val metrics with this val set's shave (and Y-channel choice, when it sets one)."""
+        shave = dataset.shave if hasattr(dataset, 'shave') else 0
+        opts = {}
+        for name, metric_opt in ((self.opt.get('val') or {}).get('metrics') or {}).items():
+            metric_opt = dict(metric_opt, crop_border=shave)
+            if 'test_y_channel' in dataset.opt:
+                metric_opt['test_y_channel'] = dataset.opt['test_y_channel']
+            opts[name] = metric_opt
+        return opts
+
+    @staticmethod
+    def _metric_values(img: torch.Tensor, gt: torch.Tensor, metric_opts: Dict[str, Dict[str, Any]]) -> torch.Tensor:
+        values = [float(calculate_metric({'img': img, 'img2': gt}, opt_).mean()) for opt_ in metric_opts.values()]
+        return torch.tensor(values, dtype=torch.float64, device=gt.device)
+
+    def _log_bicubic_comparison(self, dataset_name: str) -> None:
+        bicubic = self.bicubic_results.get(dataset_name, {})
+        parts = []
+        for name, value in self.metric_results.items():
+            if name in bicubic:
+                better_is_higher = self.best_metric_results[dataset_name][name]['better'] == 'higher'
+                gain = value - bicubic[name]
+                verdict = 'beats' if (gain > 0) == better_is_higher and gain != 0 else 'does NOT beat'
+                parts.append(f'{name} {value:.4f} vs bicubic {bicubic[name]:.4f} ({gain:+.4f}): {verdict} bicubic')
+        if parts:
+            get_root_logger().info(f'Validation {dataset_name} against bicubic: ' + '; '.join(parts))
+
+    def _visualization_path(self, dataset_name: str, img_name: str, current_iter) -> str:
+        # One folder per val set: the same image at several scales must not collide.
+        suffix = current_iter if self.opt['is_train'] else (self.opt['val'].get('suffix') or self.opt['name'])
+        return osp.join(self.opt['path']['visualization'], dataset_name, f'{img_name}_{suffix}.png')

@@ -1,0 +1,1 @@
+"""Helpers shared by the plugin's archs, datasets, models and scripts."""

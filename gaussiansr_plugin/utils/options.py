@@ -1,0 +1,96 @@
+"""Checking an option file before BasicSR starts, so a bad key fails in one line, not at hour 3."""
+import argparse
+import inspect
+import os
+from typing import Any, Dict, List
+
+import yaml
+
+from basicsr.utils.options import ordered_yaml
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
+
+
+class OptionError(SystemExit):
+    """A bad option: exits with its message (no traceback), naming the file and key."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f'Option error: {message}')
+
+
+def load_option_file(path: str) -> Dict[str, Any]:
+    """Reads a BasicSR YAML option file, with a clear message for a missing or malformed file."""
+    if not os.path.isfile(path):
+        raise OptionError(f'option file {path} does not exist')
+    with open(path) as f:
+        try:
+            opt = yaml.load(f, Loader=ordered_yaml()[0])
+        except yaml.YAMLError as err:
+            raise OptionError(f'{path} is not valid YAML: {err}') from err
+    if not isinstance(opt, dict):
+        raise OptionError(f'{path} must hold a mapping of options')
+    return opt
+
+
+def _require(opt: Dict[str, Any], dotted: str) -> Any:
+    node: Any = opt
+    for key in dotted.split('.'):
+        if not isinstance(node, dict) or key not in node:
+            raise KeyError(f'{dotted} is required')
+        node = node[key]
+    return node
+
+
+def check_options(opt: Dict[str, Any], is_train: bool) -> None:
+    """Checks the keys BasicSR and the plugin read; raises KeyError/ValueError naming the key."""
+    for key in ('name', 'model_type', 'num_gpu', 'datasets', 'network_g', 'path'):
+        _require(opt, key)
+    if is_train:
+        for key in ('train.total_iter', 'logger.print_freq', 'logger.save_checkpoint_freq', 'datasets.train'):
+            _require(opt, key)
+        if opt.get('val') is not None:
+            _require(opt, 'val.val_freq')
+    for phase_key, dataset_opt in opt['datasets'].items():
+        dataset_type = (dataset_opt or {}).get('type')
+        if dataset_type not in DATASET_REGISTRY:
+            raise KeyError(f'datasets.{phase_key}.type: {dataset_type!r} is not a registered dataset')
+        dataset_cls = DATASET_REGISTRY.get(dataset_type)
+        if hasattr(dataset_cls, 'check_options'):
+            checked = dict(dataset_opt, phase=phase_key.split('_')[0])
+            checked.setdefault('name', phase_key)
+            dataset_cls.check_options(checked)
+            for key in ('dataroot_gt', 'dataroot_lq'):
+                path = checked.get(key)
+                if path and '$' not in path and not os.path.exists(os.path.expanduser(path)):
+                    raise FileNotFoundError(f'datasets.{phase_key}.{key} does not exist: {path}')
+    net_opt = dict(opt['network_g'])
+    net_type = net_opt.pop('type', None)
+    if net_type not in ARCH_REGISTRY:
+        raise KeyError(f'network_g.type: {net_type!r} is not a registered arch')
+    net_cls = ARCH_REGISTRY.get(net_type)
+    try:
+        inspect.signature(net_cls).bind(**net_opt)
+    except TypeError as err:
+        allowed = list(inspect.signature(net_cls).parameters)
+        raise KeyError(f'network_g: {err} (keys of {net_type}: {allowed})') from err
+    net_cls(**net_opt)  # cheap; surfaces value errors that name their key
+    model_type = opt['model_type']
+    if model_type not in MODEL_REGISTRY:
+        raise KeyError(f'model_type: {model_type!r} is not a registered model')
+    if model_type == 'ArbitraryScaleSRModel':
+        from ..models.arbitrary_scale_sr_model import check_model_options
+        check_model_options(dict(opt, is_train=is_train))
+
+
+def check_option_file(args: List[str], is_train: bool) -> None:
+    """Loads the ``-opt`` file named in BasicSR-style ``args`` and checks it (see ``check_options``)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('-opt')
+    known, _ = parser.parse_known_args(args)
+    if known.opt is None:
+        return  # BasicSR's own parser reports the missing -opt
+    opt = load_option_file(known.opt)
+    try:
+        check_options(opt, is_train)
+    except (KeyError, ValueError, FileNotFoundError) as err:
+        message = err.args[0] if err.args else str(err)
+        raise OptionError(f'{known.opt}: {message}') from err

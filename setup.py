@@ -1,0 +1,26 @@
+"""gaussiansr-basicsr: GaussianSR (arbitrary-scale SR by 2D Gaussian splatting) as a BasicSR plugin."""
+from setuptools import find_packages, setup
+
+setup(
+    name='gaussiansr-basicsr',
+    version='0.1.0',
+    description='GaussianSR arbitrary-scale super-resolution for the BasicSR toolbox',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.9',
+    packages=find_packages(include=['gaussiansr_plugin', 'gaussiansr_plugin.*']),
+    install_requires=[
+        'torch>=2.0',
+        'torchvision',  # basicsr imports it
+        'basicsr==1.4.2',
+        'numpy',
+        'opencv-python',
+        'pyyaml',
+        'lmdb',
+        'tb-nightly',
+        'scikit-image',  # its bundled photos feed the demo; basicsr declares it too
+        'pillow',
+    ],
+    extras_require={'test': ['pytest']},
+    entry_points={'console_scripts': ['basicsr = gaussiansr_plugin.cli:main']},
+)

@@ -1,0 +1,23 @@
+"""Shared test set-up: few threads (the CI machine has 2 cores), the plugin registered, tiny configs."""
+import os
+
+os.environ.setdefault('OMP_NUM_THREADS', '2')
+
+from pathlib import Path  # noqa: E402
+
+import gaussiansr_plugin  # noqa: E402,F401  (compat shim + registration)
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
+# A GaussianSR small enough for unit tests; every feature of the full model is exercised.
+TINY_GAUSSIANSR = dict(num_feat=16, num_block=2, num_kernels=16, num_gs_feat=4, hidden_list=[32, 32])
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f'shared data not found at {SHARED_DATA}')
+    return SHARED_DATA
