@@ -3,6 +3,7 @@
     basicsr train -opt options/train_gaussiansr.yml [--launcher ...] [--auto_resume] [--debug]
                   [--force_yml k=v ...] [--root DIR]
     basicsr test  -opt options/test_gaussiansr.yml [--root DIR]
+    basicsr prepare extract_subimages|create_lmdb|make_benchmark_lr ...  (see datasets/README.md)
 
 Every flag except ``--root`` goes to BasicSR's ``parse_options`` unchanged. Outputs
 (``experiments/``, ``tb_logger/``, ``results/``) go under ``--root`` (default: the current
@@ -24,12 +25,26 @@ def _split_root(args: List[str]) -> tuple:
     return os.path.abspath(known.root), rest
 
 
+def _prepare(args: List[str]) -> int:
+    """Runs a data preparation tool: ``basicsr prepare NAME ARGS`` = ``python -m gaussiansr_plugin.tools.NAME ARGS``."""
+    import importlib
+    tools = ('extract_subimages', 'create_lmdb', 'make_benchmark_lr')
+    name = args[0].replace('-', '_') if args else ''
+    if name not in tools:
+        print(f'usage: basicsr prepare {{{",".join(tools)}}} ... (got {args[0] if args else "nothing"!r})',
+              file=sys.stderr)
+        return 2
+    return importlib.import_module(f'gaussiansr_plugin.tools.{name}').main(args[1:])
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ('train', 'test'):
+    if not argv or argv[0] not in ('train', 'test', 'prepare'):
         print(USAGE, file=sys.stderr)
         sys.exit(0 if argv and argv[0] in ('-h', '--help') else 2)
     command, rest = argv[0], argv[1:]
+    if command == 'prepare':
+        sys.exit(_prepare(rest))
     root, rest = _split_root(rest)
 
     import gaussiansr_plugin  # noqa: F401  (patches BasicSR, registers our classes)

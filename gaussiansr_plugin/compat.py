@@ -5,10 +5,19 @@ imported before anything from ``basicsr``; ``gaussiansr_plugin/__init__.py`` doe
 so every process that unpickles one of our classes (spawned data workers, torchrun ranks)
 gets the patches too.
 """
+import os
+import random
 import sys
 import types
+from os import path as osp
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
 
 _APPLIED = False
+# dist_params.backend of the option file being run (set by the CLI); None: nccl with CUDA, else gloo.
+REQUESTED_DIST_BACKEND: Optional[str] = None
 
 
 def _alias_functional_tensor() -> None:
@@ -26,12 +35,193 @@ def _alias_functional_tensor() -> None:
     sys.modules[name] = alias
 
 
+def atomic_torch_save(obj: Any, file_path: str) -> None:
+    """``torch.save`` through a temporary name and a rename: a kill mid-save leaves no truncated
+    checkpoint under the final name for resume or test to pick up."""
+    tmp_path = f'{file_path}.tmp{os.getpid()}'
+    try:
+        with open(tmp_path, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, file_path)
+    finally:
+        if osp.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+def choose_dist_backend(requested: Optional[str]) -> str:
+    """nccl on CUDA, gloo on the CPU, unless the option file asks for one (checked to be usable)."""
+    if requested is None:
+        return 'nccl' if torch.cuda.is_available() else 'gloo'
+    if requested == 'nccl' and not torch.cuda.is_available():
+        raise SystemExit('Option error: dist_params.backend: nccl needs CUDA GPUs and none is visible; '
+                         'remove the key (gloo is chosen on the CPU) or set it to gloo.')
+    return requested
+
+
+def _init_dist(launcher: str, backend: Optional[str] = None, port: Optional[int] = None, **kwargs) -> None:
+    """BasicSR's ``_init_dist_pytorch`` does ``torch.cuda.set_device(rank % device_count())``
+    (ZeroDivisionError on the CPU), uses the global RANK as a device index (wrong on multi-node)
+    and ignores ``dist_params.backend`` (always nccl). The slurm path has the same device bug."""
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+    if mp.get_start_method(allow_none=True) is None:
+        mp.set_start_method('spawn')  # as BasicSR: CUDA does not survive fork
+    backend = choose_dist_backend(REQUESTED_DIST_BACKEND or backend)
+    if launcher == 'slurm':
+        from basicsr.utils.dist_util import _init_dist_slurm
+        if torch.cuda.is_available():
+            return _init_dist_slurm(backend, port)
+        _set_slurm_env(port)
+    elif launcher != 'pytorch':
+        raise ValueError(f'Invalid launcher type: {launcher}')
+    if torch.cuda.is_available():
+        local_rank = int(os.environ.get('LOCAL_RANK', os.environ['RANK']))
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+    dist.init_process_group(backend=backend)
+
+
+def _set_slurm_env(port: Optional[int]) -> None:
+    """The environment torch.distributed reads, from slurm's, for CPU-only slurm jobs."""
+    import subprocess
+    proc_id = int(os.environ['SLURM_PROCID'])
+    node_list = os.environ['SLURM_NODELIST']
+    os.environ['MASTER_ADDR'] = subprocess.getoutput(f'scontrol show hostname {node_list} | head -n1')
+    os.environ.setdefault('MASTER_PORT', str(port or 29500))
+    os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+    os.environ['RANK'] = str(proc_id)
+    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+
+
+def _model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
+    """``BaseModel.model_to_device`` passes CUDA ``device_ids`` to DistributedDataParallel, which
+    fails for CPU (gloo) training; on the CPU DDP must get ``device_ids=None``."""
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+    net = net.to(self.device)
+    if self.opt['dist']:
+        device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+        net = DistributedDataParallel(
+            net, device_ids=device_ids, find_unused_parameters=self.opt.get('find_unused_parameters', False))
+    elif self.opt['num_gpu'] > 1:
+        net = DataParallel(net)
+    return net
+
+
+def capture_rng_states() -> Dict[str, Any]:
+    """This process's torch / CUDA / numpy / random states, as plain types (weights_only-loadable)."""
+    np_state = np.random.get_state()
+    state = {
+        'torch': torch.get_rng_state(),
+        'numpy': [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]),
+                  float(np_state[4])],
+        'random': _plain(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def restore_rng_states(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state['torch'].cpu())
+    kind, keys, pos, has_gauss, cached = state['numpy']
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state['random']
+    random.setstate((version, tuple(internal), gauss))
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
+
+
+def _gather_rng_states() -> List[Dict[str, Any]]:
+    """RNG states of every rank, on every rank (one entry per rank)."""
+    import torch.distributed as dist
+    state = capture_rng_states()
+    if not (dist.is_available() and dist.is_initialized()):
+        return [state]
+    states: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
+def _patch_training_state() -> None:
+    """Exact resume: BasicSR's training state holds optimizers and schedulers only, is written
+    in place (a kill mid-save leaves a truncated ``.state`` that resume picks as the newest) and
+    is looked up in the relative ``experiments/`` (``--auto_resume`` fails unless cwd == root)
+    on ``torch.cuda.current_device()`` (fails on the CPU). Here: RNG states of every rank are
+    added, all checkpoints are written atomically, and resume looks under the run's root."""
+    from basicsr import train as basicsr_train
+    from basicsr.models import base_model
+    from basicsr.utils import check_resume, scandir
+    pending_rng: List[Any] = []  # RNG states gathered for the training state being saved
+
+    def save(obj: Any, file_path: str) -> None:
+        if str(file_path).endswith('.state') and isinstance(obj, dict) and pending_rng:
+            obj = dict(obj, rng_states=pending_rng[0])
+        atomic_torch_save(obj, file_path)
+
+    class _AtomicSaveTorch(types.ModuleType):
+        """base_model's ``torch``, whose ``save`` is atomic (BaseModel calls ``torch.save``)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(torch, name)
+
+    proxy = _AtomicSaveTorch('torch')
+    proxy.save = save
+    base_model.torch = proxy
+
+    original_save_state = base_model.BaseModel.save_training_state  # master_only-wrapped
+    original_resume = base_model.BaseModel.resume_training
+
+    def save_training_state(self, epoch: int, current_iter: int) -> None:
+        # Every rank contributes its RNG state (a collective), then rank 0 writes the file.
+        pending_rng[:] = [_gather_rng_states()]
+        try:
+            original_save_state(self, epoch, current_iter)
+        finally:
+            pending_rng.clear()
+
+    def resume_training(self, resume_state: Dict[str, Any]) -> None:
+        original_resume(self, resume_state)
+        states = resume_state.get('rng_states')
+        if states:
+            from basicsr.utils.dist_util import get_dist_info
+            restore_rng_states(states[get_dist_info()[0] % len(states)])
+
+    def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        resume_state_path = opt['path'].get('resume_state')
+        if opt['auto_resume']:
+            state_dir = osp.join(opt['root_path'], 'experiments', opt['name'], 'training_states')
+            if osp.isdir(state_dir):
+                iters = [int(name[:-6]) for name in scandir(state_dir, suffix='.state') if name[:-6].isdigit()]
+                if iters:
+                    resume_state_path = osp.join(state_dir, f'{max(iters)}.state')
+                    opt['path']['resume_state'] = resume_state_path
+        if not resume_state_path:
+            return None
+        resume_state = torch.load(resume_state_path, map_location='cpu', weights_only=False)
+        check_resume(opt, resume_state['iter'])
+        return resume_state
+
+    base_model.BaseModel.save_training_state = save_training_state
+    base_model.BaseModel.resume_training = resume_training
+    basicsr_train.load_resume_state = load_resume_state
+
+
 def apply() -> None:
     """Install all patches once per process (idempotent)."""
     global _APPLIED
     if _APPLIED:
         return
     _alias_functional_tensor()
+    from basicsr.models import base_model
+    from basicsr.utils import dist_util, options
+    dist_util.init_dist = options.init_dist = _init_dist
+    base_model.BaseModel.model_to_device = _model_to_device
+    _patch_training_state()
     _APPLIED = True
 
 
