@@ -48,9 +48,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     root, rest = _split_root(rest)
 
     import gaussiansr_plugin  # noqa: F401  (patches BasicSR, registers our classes)
+    from gaussiansr_plugin import compat
     from gaussiansr_plugin.utils.options import check_option_file
 
-    check_option_file(rest, is_train=command == 'train')
+    opt = check_option_file(rest, is_train=command == 'train')
+    # --launcher pytorch ignores dist_params in BasicSR; the compat init_dist reads it from here.
+    compat.REQUESTED_DIST_BACKEND = (opt.get('dist_params') or {}).get('backend')
     os.makedirs(root, exist_ok=True)
     sys.argv = [f'basicsr {command}'] + rest  # parse_options reads sys.argv
     if command == 'train':

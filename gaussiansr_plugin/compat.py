@@ -38,16 +38,11 @@ def _alias_functional_tensor() -> None:
 def atomic_torch_save(obj: Any, file_path: str) -> None:
     """``torch.save`` through a temporary name and a rename: a kill mid-save leaves no truncated
     checkpoint under the final name for resume or test to pick up."""
-    tmp_path = f'{file_path}.tmp{os.getpid()}'
-    try:
-        with open(tmp_path, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, file_path)
-    finally:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
+    import io
+    from .utils.file_io import atomic_write
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(buffer.getvalue(), file_path)
 
 
 def choose_dist_backend(requested: Optional[str]) -> str:

@@ -10,10 +10,9 @@ from torch.utils import data as data
 from basicsr.utils import FileClient, scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 from ..utils.coord import make_cell, make_coord
-from ..utils.image_io import ImageError, decode_rgb
+from ..utils.image_io import ImageError, decode_rgb, is_image_file, scale_name
 from ..utils.resize import get_downsampler
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.PNG', '.JPG', '.JPEG')
 # Keys BasicSR itself reads from a dataset section (build_dataloader, train.py, parse_options).
 BASICSR_KEYS = {
     'name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu', 'use_shuffle',
@@ -24,9 +23,6 @@ TRAIN_KEYS = {'lq_size', 'scale_min', 'scale_max', 'sample_q', 'augment'}
 EVAL_KEYS = {'dataroot_lq', 'filename_tmpl', 'shave', 'test_y_channel'}
 
 
-def _scale_name(scale: float) -> str:
-    """2.0 -> '2', 2.5 -> '2.5': how benchmark folders name scales (``LR_bicubic/X2``)."""
-    return str(int(scale)) if float(scale).is_integer() else f'{scale:g}'
 
 
 def _expand_path(path: str) -> str:
@@ -143,7 +139,7 @@ class ArbitraryScalePairedDataset(data.Dataset):
             with open(_expand_path(self.opt['meta_info_file'])) as f:
                 names = [line.split()[0] for line in f if line.strip()]
         else:
-            names = sorted(scandir(root, suffix=IMAGE_EXTENSIONS, recursive=True))
+            names = sorted(n for n in scandir(root, recursive=True) if is_image_file(n))
         missing = [n for n in names if not osp.isfile(osp.join(root, n))]
         if missing:
             raise FileNotFoundError(f'datasets.{name}: image {osp.join(root, missing[0])} does not exist'
@@ -252,7 +248,7 @@ class ArbitraryScalePairedDataset(data.Dataset):
         stem = osp.splitext(osp.basename(name))[0]
         s = self.scale
         if self.lq_root is not None:
-            lq_name = self.filename_tmpl.format(stem, scale=_scale_name(s)) + osp.splitext(name)[1]
+            lq_name = self.filename_tmpl.format(stem, scale=scale_name(s)) + osp.splitext(name)[1]
             lq_path = osp.join(self.lq_root, lq_name)
             if not osp.isfile(lq_path):
                 raise FileNotFoundError(f'datasets.{self.opt["name"]}: LR image {lq_path} does not exist '

@@ -1,5 +1,5 @@
 """Training and evaluation of query-based arbitrary-scale SR networks in BasicSR."""
-import math
+import hashlib
 from collections import OrderedDict
 from os import path as osp
 from typing import Any, Dict, Optional, Sequence
@@ -83,6 +83,29 @@ class ArbitraryScaleSRModel(SRModel):
         self.log_dict = self.reduce_loss_dict(OrderedDict(l_pix=l_pix))
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def save(self, epoch: int, current_iter: int) -> None:
+        self._log_weight_sync(current_iter)
+        super().save(epoch, current_iter)
+
+    def _log_weight_sync(self, current_iter: int) -> None:
+        """In distributed runs, checks that every rank holds the same weights (a DDP desync would
+        otherwise go unnoticed) and logs the verdict."""
+        _, world_size = get_dist_info()
+        if world_size == 1:
+            return
+        digest = hashlib.sha256()
+        for param in self.get_bare_model(self.net_g).parameters():
+            digest.update(param.detach().cpu().numpy().tobytes())
+        digests = [None] * world_size
+        torch.distributed.all_gather_object(digests, digest.hexdigest())
+        logger = get_root_logger()
+        if len(set(digests)) == 1:
+            logger.info(f'Weights identical on all {world_size} ranks at iter {current_iter} '
+                        f'(sha256 {digests[0][:16]})')
+        else:
+            logger.error(f'Weights DIFFER between ranks at iter {current_iter}: '
+                         + ', '.join(d[:16] for d in digests))
 
     def _eval_net(self) -> torch.nn.Module:
         """The bare network used for evaluation: EMA when kept, never the DDP wrapper."""

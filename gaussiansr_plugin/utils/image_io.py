@@ -1,50 +1,73 @@
-"""Decoding images into RGB float tensors, with one clear error per bad file."""
+"""Reading images with one clear error per bad file, and the naming conventions of image sets."""
 import cv2
 import numpy as np
 import torch
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
 
 class ImageError(ValueError):
     """An image file that cannot be used; the message names the file."""
 
 
-def decode_rgb(data: bytes, name: str) -> torch.Tensor:
-    """Decodes encoded image bytes to a (3, H, W) float32 RGB tensor in [0, 1].
+def scale_name(scale: float) -> str:
+    """2.0 -> '2', 2.5 -> '2.5': how benchmark folders and files name a scale (``X2``, ``babyx2``)."""
+    return str(int(scale)) if float(scale).is_integer() else f'{scale:g}'
 
-    Grayscale images are repeated to three channels; 16-bit images are scaled by 65535; an
-    alpha channel is dropped when fully opaque and rejected otherwise (compositing over an
-    arbitrary background would invent data).
+
+def is_image_file(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def check_image(img, name: str) -> np.ndarray:
+    """Checks an image as OpenCV decodes it (``IMREAD_UNCHANGED``) and drops an opaque alpha.
+
+    Returns the pixels as stored otherwise (BGR or gray, 8 or 16 bit). An alpha channel with
+    transparent pixels is rejected: compositing over some background would invent data.
+
+    Raises:
+        ImageError: Undecodable (``img`` is None), unsupported pixel type or channel count,
+            or transparent pixels. The message names ``name``.
+    """
+    if img is None:
+        raise ImageError(f'Cannot read image {name}: the file is empty, truncated or not an image.')
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ImageError(f'Image {name} has unsupported pixel type {img.dtype}; expected 8 or 16 bit.')
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    if channels not in (1, 2, 3, 4):
+        raise ImageError(f'Image {name} has {channels} channels; expected 1 (gray), 3 (RGB) or 4 (RGBA).')
+    if channels in (2, 4):
+        if img[:, :, -1].min() < np.iinfo(img.dtype).max:
+            raise ImageError(f'Image {name} has transparent pixels (alpha channel); convert it to RGB first.')
+        img = img[:, :, :-1]
+    return img
+
+
+def to_bgr(img: np.ndarray) -> np.ndarray:
+    """A checked image (``check_image``) as H x W x 3 BGR: gray is repeated."""
+    if img.ndim == 2 or img.shape[2] == 1:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    return np.ascontiguousarray(img)
+
+
+def read_image(path: str, to_color: bool = True) -> np.ndarray:
+    """Reads an image file as OpenCV does (BGR, uint8/uint16), checked (see ``check_image``).
+
+    Args:
+        to_color (bool): Return H x W x 3 BGR (gray repeated); else the pixels as stored.
+    """
+    img = check_image(cv2.imread(path, cv2.IMREAD_UNCHANGED), path)
+    return to_bgr(img) if to_color else img
+
+
+def decode_rgb(data: bytes, name: str) -> torch.Tensor:
+    """Decodes image bytes to a (3, H, W) float32 RGB tensor in [0, 1] (16-bit scaled by 65535).
 
     Args:
         data (bytes): The file's contents.
         name (str): The file name or LMDB key, used in error messages.
-
-    Raises:
-        ImageError: Undecodable data, an unsupported layout or a translucent alpha channel.
     """
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
-    if img is None:
-        raise ImageError(f'Cannot decode image {name!r}: the file is empty, truncated or not an image.')
-    if img.dtype == np.uint8:
-        scale = 255.0
-    elif img.dtype == np.uint16:
-        scale = 65535.0
-    else:
-        raise ImageError(f'Image {name!r} has unsupported pixel type {img.dtype}; expected 8 or 16 bit.')
-    if img.ndim == 2:
-        img = img[:, :, None]
-    channels = img.shape[2]
-    if channels in (2, 4):  # gray+alpha or BGRA
-        alpha = img[:, :, -1]
-        if alpha.min() < (255 if img.dtype == np.uint8 else 65535):
-            raise ImageError(f'Image {name!r} has transparent pixels (alpha channel); convert it to RGB first.')
-        img = img[:, :, :-1]
-        channels -= 1
-    if channels == 1:
-        img = np.repeat(img, 3, axis=2)
-    elif channels == 3:
-        img = img[:, :, ::-1]  # BGR -> RGB
-    else:
-        raise ImageError(f'Image {name!r} has {channels} channels; expected 1 (gray), 3 (RGB) or 4 (RGBA).')
+    img = to_bgr(check_image(img, repr(name)))[:, :, ::-1]
     tensor = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)).astype(np.float32))
-    return tensor / scale
+    return tensor / np.iinfo(img.dtype).max

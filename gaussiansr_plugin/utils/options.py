@@ -81,16 +81,18 @@ def check_options(opt: Dict[str, Any], is_train: bool) -> None:
         check_model_options(dict(opt, is_train=is_train))
 
 
-def check_option_file(args: List[str], is_train: bool) -> None:
-    """Loads the ``-opt`` file named in BasicSR-style ``args`` and checks it (see ``check_options``)."""
+def check_option_file(args: List[str], is_train: bool) -> Dict[str, Any]:
+    """Loads the ``-opt`` file named in BasicSR-style ``args``, checks it (see ``check_options``)
+    and returns it ({} when there is no ``-opt``: BasicSR's own parser reports that)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt')
     known, _ = parser.parse_known_args(args)
     if known.opt is None:
-        return  # BasicSR's own parser reports the missing -opt
+        return {}
     opt = load_option_file(known.opt)
     try:
         check_options(opt, is_train)
     except (KeyError, ValueError, FileNotFoundError) as err:
         message = err.args[0] if err.args else str(err)
         raise OptionError(f'{known.opt}: {message}') from err
+    return opt

@@ -1,0 +1,80 @@
+"""A run killed with SIGKILL mid-training resumes from its last complete state, from another cwd."""
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gaussiansr_plugin.compat import capture_rng_states, restore_rng_states
+from helpers import tiny_train_options, write_smooth_images, write_yaml
+
+BIN = Path(sys.executable).parent
+
+
+def test_rng_states_round_trip_through_a_saved_file(tmp_path):
+    torch.manual_seed(1)
+    np.random.seed(2)
+    random.seed(3)
+    torch.save(capture_rng_states(), tmp_path / 'rng.state')
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(9)
+    np.random.seed(9)
+    random.seed(9)
+    restore_rng_states(torch.load(tmp_path / 'rng.state', weights_only=True))
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
+
+
+def _losses(log: str):
+    return {int(i): (float(lr), float(loss)) for i, lr, loss in
+            re.findall(r'iter:\s+(\d+), lr:\(([\d.e+-]+),\)\].*l_pix: ([\d.e+-]+)', log)}
+
+
+def test_sigkill_then_auto_resume_continues_from_the_last_state(tmp_path):
+    write_smooth_images(tmp_path / 'train', 4)
+    write_smooth_images(tmp_path / 'val', 1, size=(30, 38), seed=1)
+    opt = tiny_train_options('killed_run', str(tmp_path / 'train'), str(tmp_path / 'val'))
+    opt['train'].update(total_iter=40, scheduler=dict(type='MultiStepLR', milestones=[7], gamma=0.5))
+    opt['logger'].update(save_checkpoint_freq=5)
+    opt['val'].update(val_freq=1000, save_img=False)
+    opt_path = write_yaml(tmp_path / 'train.yml', opt)
+    out = tmp_path / 'out'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    states = out / 'experiments' / 'killed_run' / 'training_states'
+    proc = subprocess.Popen([str(BIN / 'basicsr'), 'train', '-opt', str(opt_path), '--root', str(out)],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (states / '10.state').exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(random.Random(0).uniform(0, 0.5))  # a "random" moment after the second save
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (states / '10.state').exists()
+    saved = sorted(int(p.stem) for p in states.glob('*.state'))
+    assert saved and saved[-1] < 40
+    for path in states.glob('*.state'):  # every state under a final name is complete
+        torch.load(path, map_location='cpu', weights_only=False)
+    first_log = next((out / 'experiments' / 'killed_run').glob('train_killed_run_*.log')).read_text()
+
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    result = subprocess.run([str(BIN / 'basicsr'), 'train', '-opt', str(opt_path), '--auto_resume', '--root',
+                             str(out)], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    logs = sorted((out / 'experiments' / 'killed_run').glob('train_killed_run_*.log'))
+    resumed_log = logs[-1].read_text()
+    assert re.search(rf'Resuming training from epoch: \d+, iter: {saved[-1]}\.', resumed_log)
+    assert f'net_g_{saved[-1]}.pth' in resumed_log  # weights (and EMA) of the same iteration
+    before, after = _losses(first_log), _losses(resumed_log)
+    assert min(after) == saved[-1] + 1 and max(after) == 40
+    # Scheduler state restored: the lr halved at iter 7 stays halved after the resume.
+    assert after[saved[-1] + 1][0] == before[7][0] / 2
+    assert not list(out.rglob('*.tmp*'))
+    assert (out / 'experiments' / 'killed_run' / 'models' / 'net_g_latest.pth').is_file()
