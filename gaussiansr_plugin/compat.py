@@ -206,6 +206,56 @@ def _patch_training_state() -> None:
     basicsr_train.load_resume_state = load_resume_state
 
 
+def load_weights(net: torch.nn.Module, load_path: str, strict: bool = True,
+                 param_key: Optional[str] = 'params') -> None:
+    """Loads a checkpoint into ``net`` with ``weights_only=True`` and one clear error.
+
+    Replaces ``BaseModel.load_network``, which unpickles arbitrary objects (other people's
+    checkpoints run code) and, on a file that does not fit the network, fails deep in
+    ``load_state_dict`` after printing key lists to the log. Here a missing, unreadable or
+    mismatched file raises ``ValueError`` naming the file and the first mismatched key.
+    BasicSR's conventions stay: ``params_ema`` falls back to ``params``; 'module.' prefixes are
+    dropped; ``strict=False`` skips keys whose shapes differ.
+    """
+    if not osp.isfile(load_path):
+        raise ValueError(f'Checkpoint {load_path} does not exist')
+    try:
+        checkpoint = torch.load(load_path, map_location='cpu', weights_only=True)
+    except Exception as err:  # noqa: BLE001  (unpickling a bad file raises many types)
+        raise ValueError(f'Checkpoint {load_path} cannot be loaded as weights only '
+                         f'(truncated, or it holds more than tensors): {err}') from err
+    if isinstance(checkpoint, dict) and param_key is not None and param_key in checkpoint:
+        state = checkpoint[param_key]
+    elif isinstance(checkpoint, dict) and 'params' in checkpoint:
+        state = checkpoint['params']
+    else:
+        state = checkpoint
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f'Checkpoint {load_path} is not a state dict (key {param_key!r} or "params" holding '
+                         'tensors)')
+    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+    expected = net.state_dict()
+    problems = [f'{k!r} is missing from the file' for k in expected if k not in state]
+    problems += [f'{k!r} is not in {type(net).__name__}' for k in state if k not in expected]
+    shape_problems = [f'{k!r} has shape {tuple(state[k].shape)}, the network {tuple(expected[k].shape)}'
+                      for k in state if k in expected and state[k].shape != expected[k].shape]
+    if strict and (problems or shape_problems):
+        first = sorted(problems + shape_problems)[0]
+        raise ValueError(f'Checkpoint {load_path} does not fit {type(net).__name__}: first mismatched key {first} '
+                         f'({len(problems) + len(shape_problems)} mismatches)')
+    for k in [k for k in state if k in expected and state[k].shape != expected[k].shape]:
+        state.pop(k)
+    net.load_state_dict(state, strict=strict)
+
+
+def _load_network(self, net: torch.nn.Module, load_path: str, strict: bool = True,
+                  param_key: Optional[str] = 'params') -> None:
+    from basicsr.utils import get_root_logger
+    net = self.get_bare_model(net)
+    load_weights(net, load_path, strict, param_key)
+    get_root_logger().info(f'Loaded {type(net).__name__} from {load_path} [{param_key}].')
+
+
 def apply() -> None:
     """Install all patches once per process (idempotent)."""
     global _APPLIED
@@ -216,6 +266,7 @@ def apply() -> None:
     from basicsr.utils import dist_util, options
     dist_util.init_dist = options.init_dist = _init_dist
     base_model.BaseModel.model_to_device = _model_to_device
+    base_model.BaseModel.load_network = _load_network
     _patch_training_state()
     _APPLIED = True
 

@@ -152,3 +152,16 @@ def test_empty_or_missing_folder_is_rejected(tmp_path):
         ArbitraryScalePairedDataset(_train_opt(tmp_path))
     with pytest.raises(FileNotFoundError, match='does not exist'):
         ArbitraryScalePairedDataset(_train_opt(tmp_path / 'nope'))
+
+
+def test_skip_bad_images_replaces_a_corrupt_image_and_counts_it(tmp_path):
+    _write(tmp_path / 'a_good.png', 40, 40)
+    _write(tmp_path / 'b_broken.png', 40, 40)
+    dataset = ArbitraryScalePairedDataset(_train_opt(tmp_path, skip_bad_images=True))
+    (tmp_path / 'b_broken.png').write_bytes(b'not a png at all')  # broken after the run started
+    sample = dataset[1]
+    assert sample['gt_path'].endswith('a_good.png')
+    assert dataset.skipped == 1
+    dataset.skip_bad_images = False
+    with pytest.raises(ImageError, match='b_broken.png'):
+        dataset[1]

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch.utils import data as data
 
-from basicsr.utils import FileClient, scandir
+from basicsr.utils import FileClient, get_root_logger, scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 from ..utils.coord import make_cell, make_coord
 from ..utils.image_io import ImageError, decode_rgb, is_image_file, scale_name
@@ -19,7 +19,7 @@ BASICSR_KEYS = {
     'dataset_enlarge_ratio', 'prefetch_mode', 'num_prefetch_queue', 'pin_memory', 'persistent_workers'
 }
 COMMON_KEYS = {'dataroot_gt', 'io_backend', 'meta_info_file', 'image_names', 'downsampler', 'quantize_lq'}
-TRAIN_KEYS = {'lq_size', 'scale_min', 'scale_max', 'sample_q', 'augment'}
+TRAIN_KEYS = {'lq_size', 'scale_min', 'scale_max', 'sample_q', 'augment', 'skip_bad_images'}
 EVAL_KEYS = {'dataroot_lq', 'filename_tmpl', 'shave', 'test_y_channel'}
 
 
@@ -58,6 +58,8 @@ class ArbitraryScalePairedDataset(data.Dataset):
         downsampler (str): 'matlab' (MATLAB imresize, default) or 'torch' (antialiased bicubic).
         quantize_lq (bool): Round the made LR to 8-bit levels, like LR stored as PNG. Default: True.
         lq_size, scale_min, scale_max, sample_q, augment: train phase (48, 1, 4, 2304, True).
+        skip_bad_images (bool): Train phase: an unreadable or corrupt image is logged (named)
+            and replaced by the next one instead of stopping the run. Default: False.
         scale, dataroot_lq, filename_tmpl ('{}x{scale}'), shave, test_y_channel: val/test phase.
             ``shave`` (border excluded from metrics) defaults to ceil(scale).
     """
@@ -79,6 +81,8 @@ class ArbitraryScalePairedDataset(data.Dataset):
             self.scale_max = float(opt.get('scale_max', 4.0))
             self.sample_q = opt.get('sample_q', 2304)
             self.augment = opt.get('augment', True)
+            self.skip_bad_images = opt.get('skip_bad_images', False)
+            self.skipped = 0  # images skipped by this process (each data worker counts its own)
             self._check_train_sizes(sizes)
         else:
             self.scale = float(opt['scale'])
@@ -86,9 +90,14 @@ class ArbitraryScalePairedDataset(data.Dataset):
             self.filename_tmpl = opt.get('filename_tmpl', '{}x{scale}')
 
     @staticmethod
-    def check_options(opt: Dict[str, Any]) -> None:
-        """Rejects unknown keys and impossible values with a message naming the key."""
-        name = opt.get('name', '?')
+    def check_options(opt: Dict[str, Any], where: Optional[str] = None) -> None:
+        """Rejects unknown keys and impossible values with a message naming the key.
+
+        Args:
+            where (str, optional): The section's path in the option file (``datasets.val``),
+                used in messages; default ``datasets.<name>``.
+        """
+        name = (where or f'datasets.{opt.get("name", "?")}').split('datasets.', 1)[-1]
         phase = opt.get('phase')
         if phase not in ('train', 'val', 'test'):
             raise ValueError(f"datasets.{name}: phase must be train/val/test, got {phase!r}")
@@ -210,9 +219,19 @@ class ArbitraryScalePairedDataset(data.Dataset):
         return len(self.names)
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
-        name = self.names[index]
-        hr = self._read(self.gt_root, name, 'gt')
-        return self._train_sample(hr, name) if self.is_train else self._eval_sample(hr, name)
+        if not self.is_train:
+            name = self.names[index]
+            return self._eval_sample(self._read(self.gt_root, name, 'gt'), name)
+        for attempt in range(len(self.names)):
+            name = self.names[(index + attempt) % len(self.names)]
+            try:
+                return self._train_sample(self._read(self.gt_root, name, 'gt'), name)
+            except ImageError as err:
+                if not self.skip_bad_images:
+                    raise
+                self.skipped += 1
+                get_root_logger().warning(f'{err} Skipped ({self.skipped} skipped in this process).')
+        raise ImageError(f'datasets.{self.opt.get("name")}: no readable image in {self.gt_root}')
 
     def _train_sample(self, hr: torch.Tensor, name: str) -> Dict[str, Any]:
         height, width = hr.shape[-2:]

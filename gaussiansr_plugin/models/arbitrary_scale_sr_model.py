@@ -17,6 +17,10 @@ from ..utils.file_io import atomic_imwrite
 from ..utils.resize import imresize_matlab
 
 
+# The `val` keys BasicSR's pipelines and this model read.
+VAL_KEYS = {'val_freq', 'save_img', 'suffix', 'pbar', 'query_chunk', 'metrics'}
+
+
 def check_model_options(opt: Dict[str, Any]) -> None:
     """Rejects options this model cannot honour, naming the key, before any work starts."""
     if 'scale' in opt:
@@ -30,6 +34,9 @@ def check_model_options(opt: Dict[str, Any]) -> None:
             raise KeyError('train.perceptual_opt is not supported: training queries are scattered pixels, '
                            'not images.')
     val_opt = opt.get('val') or {}
+    unknown = sorted(set(val_opt) - VAL_KEYS)
+    if unknown:
+        raise KeyError(f'val: unknown key(s) {unknown}; allowed: {sorted(VAL_KEYS)}')
     chunk = val_opt.get('query_chunk', 30000)
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f'val.query_chunk must be a positive integer, got {chunk!r}')

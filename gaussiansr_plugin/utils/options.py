@@ -31,6 +31,12 @@ def load_option_file(path: str) -> Dict[str, Any]:
     return opt
 
 
+def _has_image(folder: str) -> bool:
+    """Whether ``folder`` (or a subfolder) holds an image file; stops at the first one."""
+    from .image_io import is_image_file
+    return any(is_image_file(name) for _, _, names in os.walk(folder) for name in names)
+
+
 def _require(opt: Dict[str, Any], dotted: str) -> Any:
     node: Any = opt
     for key in dotted.split('.'):
@@ -57,11 +63,17 @@ def check_options(opt: Dict[str, Any], is_train: bool) -> None:
         if hasattr(dataset_cls, 'check_options'):
             checked = dict(dataset_opt, phase=phase_key.split('_')[0])
             checked.setdefault('name', phase_key)
-            dataset_cls.check_options(checked)
+            dataset_cls.check_options(checked, where=f'datasets.{phase_key}')
             for key in ('dataroot_gt', 'dataroot_lq'):
                 path = checked.get(key)
-                if path and '$' not in path and not os.path.exists(os.path.expanduser(path)):
+                if not path or '$' in path:
+                    continue
+                path = os.path.expanduser(path)
+                if not os.path.exists(path):
                     raise FileNotFoundError(f'datasets.{phase_key}.{key} does not exist: {path}')
+                lists_images = checked.get('image_names') or checked.get('meta_info_file')
+                if os.path.isdir(path) and not path.endswith('.lmdb') and not lists_images and not _has_image(path):
+                    raise FileNotFoundError(f'datasets.{phase_key}.{key} holds no images: {path}')
     net_opt = dict(opt['network_g'])
     net_type = net_opt.pop('type', None)
     if net_type not in ARCH_REGISTRY:
@@ -72,7 +84,15 @@ def check_options(opt: Dict[str, Any], is_train: bool) -> None:
     except TypeError as err:
         allowed = list(inspect.signature(net_cls).parameters)
         raise KeyError(f'network_g: {err} (keys of {net_type}: {allowed})') from err
-    net_cls(**net_opt)  # cheap; surfaces value errors that name their key
+    net = net_cls(**net_opt)  # cheap; surfaces value errors that name their key
+    checkpoint = (opt.get('path') or {}).get('pretrain_network_g')
+    if checkpoint and not (is_train and (opt.get('path') or {}).get('resume_state')):
+        from ..compat import load_weights
+        try:
+            load_weights(net, os.path.expanduser(checkpoint), opt['path'].get('strict_load_g', True),
+                         opt['path'].get('param_key_g', 'params'))
+        except ValueError as err:
+            raise ValueError(f'path.pretrain_network_g: {err}') from err
     model_type = opt['model_type']
     if model_type not in MODEL_REGISTRY:
         raise KeyError(f'model_type: {model_type!r} is not a registered model')
