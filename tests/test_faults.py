@@ -93,3 +93,15 @@ def test_empty_val_folder_and_bad_pretrained_checkpoint_are_option_errors(tmp_pa
     opt['path']['pretrain_network_g'] = str(tmp_path / 'junk.pth')
     with pytest.raises(ValueError, match=r'path.pretrain_network_g: Checkpoint .*junk\.pth'):
         check_options(opt, is_train=True)
+
+
+def test_force_yml_overrides_are_checked_like_the_file(tmp_path):
+    from gaussiansr_plugin.utils.options import apply_force_yml
+    write_smooth_images(tmp_path / 'imgs', 1)
+    opt = tiny_train_options('forced', str(tmp_path / 'imgs'), str(tmp_path / 'imgs'))
+    apply_force_yml(opt, ['datasets:train:scale_max=0.5', 'train:total_iter=7'])
+    assert opt['train']['total_iter'] == 7
+    with pytest.raises(ValueError, match='scale_max'):
+        check_options(opt, is_train=True)
+    with pytest.raises(KeyError, match='nope'):
+        apply_force_yml(opt, ['train:nope=1'])

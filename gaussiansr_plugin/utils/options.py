@@ -101,16 +101,37 @@ def check_options(opt: Dict[str, Any], is_train: bool) -> None:
         check_model_options(dict(opt, is_train=is_train))
 
 
+def apply_force_yml(opt: Dict[str, Any], entries: List[str]) -> None:
+    """Applies ``--force_yml a:b=value`` overrides as BasicSR's ``parse_options`` will, so the
+    checks see the options that will run. Like BasicSR, only existing keys can be set."""
+    from basicsr.utils.options import _postprocess_yml_value
+    for entry in entries:
+        if '=' not in entry:
+            raise ValueError(f'--force_yml {entry!r}: expected key:subkey=value')
+        keys, value = (part.strip() for part in entry.split('=', 1))
+        node = opt
+        *parents, last = keys.split(':')
+        for key in parents:
+            if not isinstance(node, dict) or key not in node:
+                raise KeyError(f'--force_yml {entry!r}: {key!r} is not in the option file')
+            node = node[key]
+        if not isinstance(node, dict) or last not in node:
+            raise KeyError(f'--force_yml {entry!r}: {last!r} is not in the option file (it cannot add keys)')
+        node[last] = _postprocess_yml_value(value)
+
+
 def check_option_file(args: List[str], is_train: bool) -> Dict[str, Any]:
     """Loads the ``-opt`` file named in BasicSR-style ``args``, checks it (see ``check_options``)
     and returns it ({} when there is no ``-opt``: BasicSR's own parser reports that)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt')
+    parser.add_argument('--force_yml', nargs='+', default=[])
     known, _ = parser.parse_known_args(args)
     if known.opt is None:
         return {}
     opt = load_option_file(known.opt)
     try:
+        apply_force_yml(opt, known.force_yml)
         check_options(opt, is_train)
     except (KeyError, ValueError, FileNotFoundError) as err:
         message = err.args[0] if err.args else str(err)

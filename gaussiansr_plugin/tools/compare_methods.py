@@ -1,0 +1,201 @@
+"""The methods ``compare`` evaluates: BasicSR models built from option files, and bicubic.
+
+A method is given as ``NAME=OPTION_FILE[:CHECKPOINT]``. The option file's ``model_type`` and
+``network_g`` say what to build; BasicSR's ``build_model`` builds it with ``is_train: False``,
+so the checkpoint is loaded by the model itself (the plugin's ``load_weights``: weights only,
+one clear error for a file that does not fit). Two kinds are supported:
+
+* query-based arbitrary-scale models (``ArbitraryScaleSRModel``: GaussianSR, LIIF, MetaSR),
+  run through ``ArbitraryScaleSRModel.predict`` (encoder once, queries in ``val.query_chunk``
+  chunks) at any scale;
+* fixed-scale BasicSR models (e.g. ``SRModel`` with ``EDSR``), run through their own ``test``
+  and evaluated only at their ``scale`` (the option file's top-level ``scale``, else
+  ``network_g.upscale``).
+"""
+import logging
+import math
+from dataclasses import dataclass
+from os import path as osp
+from typing import Any, Dict, Optional, Sequence
+
+import torch
+
+import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports it)
+from basicsr.models import build_model
+from basicsr.utils import get_root_logger
+from gaussiansr_plugin.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel
+from gaussiansr_plugin.utils.options import OptionError, load_option_file
+from gaussiansr_plugin.utils.resize import imresize_matlab
+
+BICUBIC = 'Bicubic'
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What ``--model NAME=OPTION_FILE[:CHECKPOINT]`` names; ``option_file`` None means bicubic."""
+    name: str
+    option_file: Optional[str] = None
+    checkpoint: Optional[str] = None
+
+    def to_arg(self) -> str:
+        """The ``--model`` text that parses back to this spec (``bicubic`` for bicubic)."""
+        if self.option_file is None:
+            return BICUBIC
+        return f'{self.name}={self.option_file}' + (f':{self.checkpoint}' if self.checkpoint else '')
+
+
+def parse_model_arg(text: str) -> MethodSpec:
+    """Parses ``NAME=OPTION_FILE[:CHECKPOINT]`` (``Bicubic`` alone is bicubic).
+
+    The checkpoint is split off at the last ':' (not at a Windows drive letter); without one
+    the option file's ``path.pretrain_network_g`` is used.
+
+    Raises:
+        ValueError: Malformed text or the reserved name, naming the argument.
+    """
+    if text.strip().lower() == BICUBIC.lower():
+        return MethodSpec(BICUBIC)
+    name, sep, rest = text.partition('=')
+    name = name.strip()
+    if not sep or not name or not rest:
+        raise ValueError(f'--model {text!r}: expected NAME=OPTION_FILE[:CHECKPOINT]')
+    if name.lower() == BICUBIC.lower():
+        raise ValueError(f'--model {text!r}: the name {BICUBIC!r} is reserved (bicubic is always included)')
+    option_file, checkpoint = rest, None
+    head, colon, tail = rest.rpartition(':')
+    if colon and len(head) > 1 and tail:
+        option_file, checkpoint = head, tail
+    return MethodSpec(name, option_file, checkpoint)
+
+
+class Method:
+    """One method under comparison: a name, a parameter count and ``upscale``."""
+
+    name: str = ''
+    params: int = 0
+    checkpoint: Optional[str] = None
+    scale: Optional[float] = None  # the only scale a fixed-scale method supports; None: any
+
+    def supports(self, scale: float) -> bool:
+        return self.scale is None or math.isclose(self.scale, scale)
+
+    def upscale(self, lq: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
+        """Super-resolves ``lq`` (B, 3, h, w) in [0, 1] to (B, 3, *out_size), unclamped."""
+        raise NotImplementedError
+
+
+class BicubicMethod(Method):
+    """MATLAB-compatible bicubic upscaling (``imresize_matlab``), the usual baseline row."""
+
+    def __init__(self) -> None:
+        self.name = BICUBIC
+
+    def upscale(self, lq: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
+        return imresize_matlab(lq, tuple(out_size))
+
+
+class ModelMethod(Method):
+    """A BasicSR model built from an option file (see the module docstring)."""
+
+    def __init__(self, name: str, model: Any, scale: Optional[float]) -> None:
+        self.name = name
+        self.model = model
+        self.checkpoint = model.opt['path'].get('pretrain_network_g')  # None: random weights
+        self.scale = scale
+        net = model.get_bare_model(model.net_g)
+        self.params = sum(p.numel() for p in net.parameters())
+        self.arbitrary = isinstance(model, ArbitraryScaleSRModel)
+
+    @property
+    def net(self) -> torch.nn.Module:
+        return self.model.get_bare_model(self.model.net_g)
+
+    def upscale(self, lq: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
+        if self.arbitrary:
+            return self.model.predict(lq, tuple(out_size))
+        self.model.feed_data({'lq': lq})
+        self.model.test()
+        output = self.model.output
+        del self.model.lq, self.model.output  # do not keep the last image alive between calls
+        if tuple(output.shape[-2:]) != tuple(out_size):
+            raise ValueError(f'{self.name}: a x{self.scale:g} model gave {tuple(output.shape[-2:])} for an LR of '
+                             f'{tuple(lq.shape[-2:])}, expected {tuple(out_size)}')
+        return output
+
+
+def quiet_basicsr_logger() -> None:
+    """BasicSR's logger prints every network and model creation at INFO; the harness prints its own lines."""
+    get_root_logger().setLevel(logging.WARNING)
+
+
+def _model_options(spec: MethodSpec, device: torch.device, is_train: bool) -> Dict[str, Any]:
+    opt = load_option_file(spec.option_file)
+    for key in ('model_type', 'network_g'):
+        if key not in opt:
+            raise OptionError(f'{spec.option_file}: {key} is required (method {spec.name})')
+    path_opt = dict(opt.get('path') or {})
+    checkpoint = spec.checkpoint or path_opt.get('pretrain_network_g')
+    if checkpoint and not osp.isfile(osp.expanduser(checkpoint)):
+        raise FileNotFoundError(f'--model {spec.name}: checkpoint {checkpoint} does not exist')
+    model_opt = dict(
+        name=spec.name,
+        model_type=opt['model_type'],
+        num_gpu=1 if device.type == 'cuda' else 0,
+        is_train=is_train,
+        dist=False,
+        rank=0,
+        world_size=1,
+        network_g=dict(opt['network_g']),
+        # EMA weights when the checkpoint has them (BasicSR saves both), else 'params'.
+        path=dict(pretrain_network_g=None if is_train else (osp.expanduser(checkpoint) if checkpoint else None),
+                  strict_load_g=path_opt.get('strict_load_g', True),
+                  param_key_g=path_opt.get('param_key_g', 'params_ema')),
+        val={k: v for k, v in (opt.get('val') or {}).items() if k == 'query_chunk'},
+    )
+    if 'scale' in opt:  # fixed-scale BasicSR models keep their top-level scale
+        model_opt['scale'] = opt['scale']
+    return model_opt
+
+
+def fixed_scale(opt: Dict[str, Any], option_file: str) -> float:
+    """The scale of a fixed-scale model: top-level ``scale``, else ``network_g.upscale``."""
+    scale = opt.get('scale', opt['network_g'].get('upscale'))
+    if not isinstance(scale, (int, float)) or scale < 1:
+        raise OptionError(f'{option_file}: a fixed-scale model ({opt["model_type"]}) needs a top-level scale '
+                          f'or network_g.upscale >= 1, got {scale!r}')
+    return float(scale)
+
+
+def load_method(spec: MethodSpec, device: torch.device) -> Method:
+    """Builds the method ``spec`` names on ``device`` (bicubic when ``spec.option_file`` is None).
+
+    Raises:
+        OptionError, FileNotFoundError, ValueError: bad option file or checkpoint, naming it.
+    """
+    if spec.option_file is None:
+        return BicubicMethod()
+    opt = _model_options(spec, device, is_train=False)
+    model = build_model(opt)
+    arbitrary = isinstance(model, ArbitraryScaleSRModel)
+    if not arbitrary and not hasattr(model, 'test'):
+        raise OptionError(f'{spec.option_file}: model_type {opt["model_type"]} has no test()')
+    scale = None if arbitrary else fixed_scale(opt, spec.option_file)
+    return ModelMethod(spec.name, model, scale)
+
+
+def build_train_model(spec: MethodSpec, device: torch.device) -> Any:
+    """An ``ArbitraryScaleSRModel`` of ``spec``'s network set up for training, with one recipe for
+    every arch (Adam lr 1e-4, betas (0.9, 0.999), L1 loss, no EMA) so that training speed is
+    compared on equal terms. Weights are freshly initialized (speed does not depend on them)."""
+    opt = _model_options(spec, device, is_train=True)
+    if opt['model_type'] != 'ArbitraryScaleSRModel':
+        raise OptionError(f'{spec.option_file}: training speed is measured for ArbitraryScaleSRModel archs, '
+                          f'not {opt["model_type"]}')
+    opt.update(
+        manual_seed=0,
+        train=dict(ema_decay=0,
+                   optim_g=dict(type='Adam', lr=1e-4, weight_decay=0, betas=[0.9, 0.999]),
+                   scheduler=dict(type='MultiStepLR', milestones=[10**9], gamma=0.5),
+                   total_iter=10**9, warmup_iter=-1,
+                   pixel_opt=dict(type='L1Loss', loss_weight=1.0, reduction='mean')))
+    return build_model(opt)
