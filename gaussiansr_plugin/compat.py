@@ -144,12 +144,14 @@ def _gather_rng_states() -> List[Dict[str, Any]]:
 
 def _patch_training_state() -> None:
     """Exact resume: BasicSR's training state holds optimizers and schedulers only, is written
-    in place (a kill mid-save leaves a truncated ``.state`` that resume picks as the newest) and
+    in place (a kill mid-save leaves a truncated ``.state`` that resume picks as the newest),
     is looked up in the relative ``experiments/`` (``--auto_resume`` fails unless cwd == root)
-    on ``torch.cuda.current_device()`` (fails on the CPU). Here: RNG states of every rank are
-    added, all checkpoints are written atomically, and resume looks under the run's root."""
+    on ``torch.cuda.current_device()`` (fails on the CPU), and the resumed run replays its
+    epoch from the start. Here: RNG states of every rank are added, all checkpoints are written
+    atomically, resume looks under the run's root and continues the epoch where it stopped."""
     from basicsr import train as basicsr_train
     from basicsr.models import base_model
+    from basicsr.data.data_sampler import EnlargedSampler
     from basicsr.utils import check_resume, scandir
     pending_rng: List[Any] = []  # RNG states gathered for the training state being saved
 
@@ -169,7 +171,6 @@ def _patch_training_state() -> None:
     base_model.torch = proxy
 
     original_save_state = base_model.BaseModel.save_training_state  # master_only-wrapped
-    original_resume = base_model.BaseModel.resume_training
 
     def save_training_state(self, epoch: int, current_iter: int) -> None:
         # Every rank contributes its RNG state (a collective), then rank 0 writes the file.
@@ -179,12 +180,8 @@ def _patch_training_state() -> None:
         finally:
             pending_rng.clear()
 
-    def resume_training(self, resume_state: Dict[str, Any]) -> None:
-        original_resume(self, resume_state)
-        states = resume_state.get('rng_states')
-        if states:
-            from basicsr.utils.dist_util import get_dist_info
-            restore_rng_states(states[get_dist_info()[0] % len(states)])
+    # Where the resumed run picks up; consumed by the train sampler when its epoch starts.
+    resume_point: Dict[str, Any] = {}
 
     def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         resume_state_path = opt['path'].get('resume_state')
@@ -199,11 +196,38 @@ def _patch_training_state() -> None:
             return None
         resume_state = torch.load(resume_state_path, map_location='cpu', weights_only=False)
         check_resume(opt, resume_state['iter'])
+        train_opt = opt['datasets']['train']
+        per_process_batch = train_opt['batch_size_per_gpu'] * (1 if opt['dist'] or not opt['num_gpu'] else
+                                                               opt['num_gpu'])  # as build_dataloader
+        resume_point.update(epoch=resume_state['epoch'], iter=resume_state['iter'], batch=per_process_batch,
+                            rng_states=resume_state.get('rng_states'), rank=opt['rank'])
         return resume_state
 
+    original_sampler_iter = EnlargedSampler.__iter__
+
+    def sampler_iter(self):
+        """BasicSR restarts the saved epoch from its first batch and re-creates the data
+        iterators (drawing from the RNG) before the first batch: the resumed run would see other
+        samples than the killed one. Skip the batches the saved epoch already trained on and
+        restore the RNG states right before the first sample is drawn: with in-process data
+        loading (``num_worker_per_gpu: 0``) the resumed run then trains on exactly the batches
+        the original would have. Worker processes reseed per epoch, so with workers the data
+        order is exact and the per-sample random crops/scales are not."""
+        indices = list(original_sampler_iter(self))
+        if resume_point and self.epoch == resume_point['epoch']:
+            point = dict(resume_point)
+            resume_point.clear()
+            batches_per_epoch = self.num_samples // point['batch']  # the loader drops the last partial batch
+            done = point['iter'] - point['epoch'] * batches_per_epoch
+            if 0 <= done <= batches_per_epoch:
+                indices = indices[done * point['batch']:]
+            if point['rng_states']:
+                restore_rng_states(point['rng_states'][point['rank'] % len(point['rng_states'])])
+        return iter(indices)
+
     base_model.BaseModel.save_training_state = save_training_state
-    base_model.BaseModel.resume_training = resume_training
     basicsr_train.load_resume_state = load_resume_state
+    EnlargedSampler.__iter__ = sampler_iter
 
 
 def load_weights(net: torch.nn.Module, load_path: str, strict: bool = True,

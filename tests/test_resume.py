@@ -42,7 +42,7 @@ def test_sigkill_then_auto_resume_continues_from_the_last_state(tmp_path):
     write_smooth_images(tmp_path / 'val', 1, size=(30, 38), seed=1)
     opt = tiny_train_options('killed_run', str(tmp_path / 'train'), str(tmp_path / 'val'))
     opt['train'].update(total_iter=40, scheduler=dict(type='MultiStepLR', milestones=[7], gamma=0.5))
-    opt['logger'].update(save_checkpoint_freq=5)
+    opt['logger'].update(save_checkpoint_freq=10)
     opt['val'].update(val_freq=1000, save_img=False)
     opt_path = write_yaml(tmp_path / 'train.yml', opt)
     out = tmp_path / 'out'
@@ -50,15 +50,20 @@ def test_sigkill_then_auto_resume_continues_from_the_last_state(tmp_path):
     states = out / 'experiments' / 'killed_run' / 'training_states'
     proc = subprocess.Popen([str(BIN / 'basicsr'), 'train', '-opt', str(opt_path), '--root', str(out)],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    exp = out / 'experiments' / 'killed_run'
     deadline = time.time() + 240
-    while not (states / '10.state').exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(random.Random(0).uniform(0, 0.5))  # a "random" moment after the second save
+
+    def logged_iters():
+        logs = list(exp.glob('train_killed_run_*.log'))
+        return _losses(logs[0].read_text()) if logs else {}
+
+    while 13 not in logged_iters() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(random.uniform(0, 0.1))  # a random moment after iteration 13, before the save at 20
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert (states / '10.state').exists()
     saved = sorted(int(p.stem) for p in states.glob('*.state'))
-    assert saved and saved[-1] < 40
+    assert saved == [10]
     for path in states.glob('*.state'):  # every state under a final name is complete
         torch.load(path, map_location='cpu', weights_only=False)
     first_log = next((out / 'experiments' / 'killed_run').glob('train_killed_run_*.log')).read_text()
@@ -76,5 +81,11 @@ def test_sigkill_then_auto_resume_continues_from_the_last_state(tmp_path):
     assert min(after) == saved[-1] + 1 and max(after) == 40
     # Scheduler state restored: the lr halved at iter 7 stays halved after the resume.
     assert after[saved[-1] + 1][0] == before[7][0] / 2
+    # Weights, optimizer, data position and RNG states restored: the resumed run repeats the
+    # killed run's iterations 11.. exactly (same batches, same random crops and scales, same
+    # Gumbel noise), then goes on.
+    overlap = sorted(set(before) & set(after))
+    assert overlap[0] == 11 and len(overlap) >= 3
+    assert [after[i] for i in overlap] == [before[i] for i in overlap]
     assert not list(out.rglob('*.tmp*'))
     assert (out / 'experiments' / 'killed_run' / 'models' / 'net_g_latest.pth').is_file()

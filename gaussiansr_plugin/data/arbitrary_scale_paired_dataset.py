@@ -111,7 +111,10 @@ class ArbitraryScalePairedDataset(data.Dataset):
         backend = (opt.get('io_backend') or {}).get('type', 'disk')
         if backend not in ('disk', 'lmdb'):
             raise ValueError(f'datasets.{name}.io_backend.type must be disk or lmdb, got {backend!r}')
-        get_downsampler(opt.get('downsampler', 'matlab'))
+        try:
+            get_downsampler(opt.get('downsampler', 'matlab'))
+        except ValueError as err:
+            raise ValueError(f'datasets.{name}.downsampler: {err}') from err
         if phase == 'train':
             lq_size = opt.get('lq_size', 48)
             smin, smax = opt.get('scale_min', 1.0), opt.get('scale_max', 4.0)
