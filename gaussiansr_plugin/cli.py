@@ -4,6 +4,7 @@
                   [--force_yml k=v ...] [--root DIR]
     basicsr test  -opt options/test_gaussiansr.yml [--root DIR]
     basicsr prepare extract_subimages|create_lmdb|make_benchmark_lr ...  (see datasets/README.md)
+    basicsr benchmark --model NAME=OPTION_FILE[:CHECKPOINT] ... --sets SET=DIR ...  (docs/COMPARE.md)
 
 Every flag except ``--root`` goes to BasicSR's ``parse_options`` unchanged. Outputs
 (``experiments/``, ``tb_logger/``, ``results/``) go under ``--root`` (default: the current
@@ -39,12 +40,15 @@ def _prepare(args: List[str]) -> int:
 
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ('train', 'test', 'prepare'):
+    if not argv or argv[0] not in ('train', 'test', 'prepare', 'benchmark'):
         print(USAGE, file=sys.stderr)
         sys.exit(0 if argv and argv[0] in ('-h', '--help') else 2)
     command, rest = argv[0], argv[1:]
     if command == 'prepare':
         sys.exit(_prepare(rest))
+    if command == 'benchmark':
+        from gaussiansr_plugin.tools import compare
+        sys.exit(compare.main(rest))
     root, rest = _split_root(rest)
 
     import gaussiansr_plugin  # noqa: F401  (patches BasicSR, registers our classes)

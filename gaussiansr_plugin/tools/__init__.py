@@ -3,6 +3,7 @@
 * ``extract_subimages``: crop HR images into overlapping sub-images (BasicSR's DIV2K recipe).
 * ``create_lmdb``: pack a folder of images into an LMDB that ``io_backend: {type: lmdb}`` reads.
 * ``make_benchmark_lr``: make ``LR_bicubic/X{s}`` folders with the MATLAB-compatible bicubic.
+* ``compare``: evaluate several methods and bicubic under one protocol (``basicsr benchmark``).
 
 This module holds what they share: listing images, reading them with one clear error per bad
 file, and writing PNGs under their final name only once complete.

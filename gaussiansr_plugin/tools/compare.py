@@ -1,9 +1,9 @@
 """Compare SR methods on the same test sets, scales and machine: quality, cost, and a figure.
 
     python -m gaussiansr_plugin.tools.compare \\
-        --model GaussianSR=options/train_gaussiansr.yml:experiments/GaussianSR_EDSR-baseline_DIV2K/models/net_g_latest.pth \\
-        --model LIIF=options/train_liif.yml:experiments/LIIF_EDSR-baseline_DIV2K/models/net_g_latest.pth \\
-        --model EDSRx2=options/train_edsr_x2.yml:experiments/EDSR_Mx2_DIV2K/models/net_g_latest.pth \\
+        --model GaussianSR=options/train_gaussiansr.yml:experiments/GaussianSR/models/net_g_latest.pth \\
+        --model LIIF=options/train_liif.yml:experiments/LIIF/models/net_g_latest.pth \\
+        --model EDSRx2=options/train_edsr_x2.yml:experiments/EDSR_Mx2/models/net_g_latest.pth \\
         --sets Set5=datasets/benchmark/Set5 Set14=datasets/benchmark/Set14 DIV2K=datasets/DIV2K/DIV2K_valid_HR \\
         [--scales 2 3 4 2.4 3.6 6 8 12] [--out results/compare] [--train-speed] [--quick]
 
@@ -128,8 +128,8 @@ def evaluate(methods: Sequence[Method], sets: Sequence[EvalSet], scales: Sequenc
             here = [m for m in methods if m.supports(scale)]
             dataset, source = make_dataset(eval_set, scale)
             metric_opts = {
-                metric: dict(type=f'calculate_{metric}_pt', crop_border=dataset.shave, test_y_channel=not eval_set.div2k)
-                for metric in ('psnr', 'ssim')
+                metric: dict(type=f'calculate_{metric}_pt', crop_border=dataset.shave,
+                             test_y_channel=not eval_set.div2k) for metric in ('psnr', 'ssim')
             }
             count = len(dataset) if max_images is None else min(max_images, len(dataset))
             sums = {m.name: {'psnr': 0.0, 'ssim': 0.0} for m in here}
@@ -172,11 +172,10 @@ def measure_cost(methods: Sequence[Method], specs: Dict[str, MethodSpec], args: 
     """Latency and extra peak memory of every method at every size it can produce."""
     sizes = sorted(set(args.sizes) | {round(args.lq_size * m.scale) for m in methods if m.scale is not None})
     rows, memory_jobs = [], []
-    for method in methods:
-        for size in sizes:
-            if compare_speed.output_size(method, args.lq_size, size) is None:
-                continue
-            latency = compare_speed.measure_latency(method, size, args.lq_size, device, args.warmup, args.repeats)
+    for size in sizes:
+        here = [m for m in methods if compare_speed.output_size(m, args.lq_size, size) is not None]
+        latencies = compare_speed.measure_latency(here, size, args.lq_size, device, args.warmup, args.repeats)
+        for method, latency in zip(here, latencies):
             row = dict(method=method.name, params=method.params, lq_size=args.lq_size, out_size=size,
                        latency_ms=latency, latency_runs=args.repeats, threads=torch.get_num_threads(),
                        device=device.type, extra_peak_mib=None, memory_measure='')
@@ -186,7 +185,8 @@ def measure_cost(methods: Sequence[Method], specs: Dict[str, MethodSpec], args: 
             else:
                 memory_jobs.append((specs[method.name], size))
             rows.append(row)
-            print(f'latency {method.name} {args.lq_size}->{size}: {latency:.1f} ms', flush=True)
+        timings = ', '.join(f'{m.name} {t:.1f}' for m, t in zip(here, latencies))
+        print(f'latency {args.lq_size}->{size} (ms): {timings}', flush=True)
     if memory_jobs:
         results = compare_speed.measure_cpu_memory(memory_jobs, args.lq_size, torch.get_num_threads(),
                                                    args.probe_jobs)
@@ -195,16 +195,16 @@ def measure_cost(methods: Sequence[Method], specs: Dict[str, MethodSpec], args: 
             if probe:
                 row['extra_peak_mib'] = probe['extra_mib']
                 row['memory_measure'] = ('fresh process: peak RSS (VmHWM) - RSS after build + warm-up, '
-                                         'less file-backed RSS growth' +
+                                         'less file-backed RSS growth, MALLOC_MMAP_THRESHOLD_=131072' +
                                          ('' if probe['peak_reset'] else ' (peak not reset: includes build)'))
     return rows
 
 
 def measure_training(specs: Sequence[MethodSpec], args: argparse.Namespace, device: torch.device) -> List[dict]:
     rows = []
-    for spec in specs:
-        result = compare_speed.measure_train_speed(spec, device, args.train_batch, args.train_lq_size,
-                                                   args.train_sample_q, args.train_warmup, args.train_iters)
+    results = compare_speed.measure_train_speed(specs, device, args.train_batch, args.train_lq_size,
+                                                args.train_sample_q, args.train_warmup, args.train_iters)
+    for spec, result in zip(specs, results):
         rows.append(dict(method=spec.name, batch=args.train_batch, lq_size=args.train_lq_size,
                          sample_q=args.train_sample_q, threads=torch.get_num_threads(), device=device.type,
                          **result))
@@ -252,7 +252,8 @@ def render_markdown(names: Sequence[str], params: Dict[str, int], summary: Seque
             [_fmt(by_speed.get((n, size), {}).get('extra_peak_mib'), 1) for n in names])
     by_train = {r['method']: r for r in train}
     if train:
-        add(f'Training it/s (batch {train[0]["batch"]})', [_fmt(by_train.get(n, {}).get('iters_per_s'), 3) for n in names])
+        add(f'Training it/s (batch {train[0]["batch"]})',
+            [_fmt(by_train.get(n, {}).get('iters_per_s'), 3) for n in names])
     by_quality = {(r['method'], r['set'], r['scale']): r for r in summary}
     for set_name, scale in dict.fromkeys((r['set'], r['scale']) for r in summary):
         cells = []
@@ -363,6 +364,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     fig.add_argument('--crop-size', type=int, default=64, help='side of the automatic crop (default: 64)')
     fig.add_argument('--zoom', type=int, default=3, help='nearest-neighbour enlargement (default: 3)')
     args = parser.parse_args(argv)
+    if not args.model and not args.sets:
+        parser.error('nothing to compare: give --model NAME=OPTION_FILE[:CHECKPOINT] and/or --sets NAME=DIR')
     quick = dict(sizes=[128], warmup=1, repeats=3, train_warmup=1, train_iters=1)
     full = dict(sizes=DEFAULT_SIZES, warmup=2, repeats=10, train_warmup=2, train_iters=5)
     for key, value in (quick if args.quick else full).items():
@@ -446,20 +449,22 @@ def run(args: argparse.Namespace) -> str:
             notes.append(f'{row["set"]} x{row["scale"]}: {row["images"]} images, {channel}, shave {row["shave"]}, '
                          f'LR {row["lr_source"]}.')
     if speed:
-        notes.append(f'Latency: median of {args.repeats} runs after {args.warmup} warm-up, encoder + all query chunks '
-                     f'from a {args.lq_size}x{args.lq_size} input; fixed-scale models only at their own output size.')
+        notes.append(f'Latency: median of {args.repeats} runs after {args.warmup} warm-up, the methods taking turns '
+                     f'run by run; encoder + all query chunks from a {args.lq_size}x{args.lq_size} input; fixed-scale '
+                     'models only at their own output size.')
         notes.append('Extra peak memory: ' + ('CUDA max_memory_allocated during one call minus memory_allocated '
                                               'before it.' if device.type == 'cuda' else
                                               'per (method, size) a fresh process builds the method, runs an 8x8 '
                                               'warm-up and resets the peak-RSS mark (/proc/self/clear_refs); '
                                               'reported = peak RSS (VmHWM) over one call minus the RSS before it, '
                                               'less the growth of file-backed RSS (library pages): activations, '
-                                              'output, allocator caches.'))
+                                              'output, allocator caches; glibc MALLOC_MMAP_THRESHOLD_=131072.'))
     if train:
         notes.append(f'Training: iterations/s of forward + L1 + backward + Adam step (ArbitraryScaleSRModel.'
                      f'optimize_parameters), batch {args.train_batch}, LR {args.train_lq_size}², '
                      f'{args.train_sample_q} queries per sample, synthetic data (no loading), '
-                     f'{args.train_iters} iterations after {args.train_warmup} warm-up.')
+                     f'{args.train_iters} iterations after {args.train_warmup} warm-up, the archs taking turns '
+                     'iteration by iteration.')
     if figure_path:
         notes.append(f'Figure: {figure_path} (HR, bicubic and each method on the same crop; captions give the PSNR '
                      f'of the full image, {capture.protocol}).')

@@ -2,8 +2,8 @@
 
 Latency: one LR input of ``lq_size``² (uniform noise, fixed seed) super-resolved to each output
 size with ``Method.upscale`` (encoder + all query chunks + assembling the image); ``warmup``
-untimed calls, then the median of ``repeats`` timed calls (CUDA synchronized before reading the
-clock).
+untimed calls, then the median of ``repeats`` timed calls, interleaved across methods (CUDA
+synchronized before reading the clock).
 
 Extra peak memory of one such call:
 
@@ -16,13 +16,16 @@ Extra peak memory of one such call:
   /proc, see ``_peak_rss_kib``).
   Reported: peak RSS minus that RSS, less the growth of file-backed RSS over the call (library
   code paged back in), i.e. the anonymous memory the call made resident at its peak
-  (activations, output, allocator caches, thread buffers). Without ``clear_refs`` (non-Linux)
-  the peak may include model building and is marked so.
+  (activations, output, allocator caches, thread buffers). The probe runs with
+  ``MALLOC_MMAP_THRESHOLD_=131072`` so that glibc returns freed large blocks at once (see
+  ``measure_cpu_memory``). Without ``clear_refs`` (non-Linux) the peak may include model
+  building and is marked so.
 
 Training speed: iterations per second of ``ArbitraryScaleSRModel.optimize_parameters``
 (forward, L1 loss, backward, Adam step) on a fixed synthetic batch shaped like the training
 data (per sample s ~ U(1, 4), HR patch round(lq_size * s), ``sample_q`` random query pixels),
-after ``warmup`` untimed iterations. Data loading is not included.
+after ``warmup`` untimed iterations, the archs taking turns iteration by iteration. Data
+loading is not included.
 """
 import argparse
 import json
@@ -42,6 +45,7 @@ from gaussiansr_plugin.tools.compare_methods import (Method, MethodSpec, build_t
 from gaussiansr_plugin.utils.coord import make_cell, make_coord
 
 PROBE_LQ_SIZE = 8  # the tiny warm-up before a memory probe
+MMAP_THRESHOLD = 128 * 1024  # bytes; glibc's default before its dynamic adjustment
 
 
 def _sync(device: torch.device) -> None:
@@ -62,20 +66,26 @@ def output_size(method: Method, lq_size: int, size: int) -> Optional[int]:
 
 
 @torch.no_grad()
-def measure_latency(method: Method, size: int, lq_size: int, device: torch.device, warmup: int,
-                    repeats: int) -> float:
-    """Median wall time (ms) of ``method.upscale`` from ``lq_size``² to ``size``²."""
+def measure_latency(methods: Sequence[Method], size: int, lq_size: int, device: torch.device, warmup: int,
+                    repeats: int) -> List[float]:
+    """Median wall time (ms) of each method's ``upscale`` from ``lq_size``² to ``size``².
+
+    The timed calls are interleaved (one call of every method per round), so that a change of
+    background load affects every method alike instead of whichever was being timed.
+    """
     lq = _input(lq_size, device)
-    for _ in range(warmup):
-        method.upscale(lq, (size, size))
+    for method in methods:
+        for _ in range(warmup):
+            method.upscale(lq, (size, size))
     _sync(device)
-    times = []
+    times: List[List[float]] = [[] for _ in methods]
     for _ in range(repeats):
-        start = time.perf_counter()
-        method.upscale(lq, (size, size))
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+        for method, method_times in zip(methods, times):
+            start = time.perf_counter()
+            method.upscale(lq, (size, size))
+            _sync(device)
+            method_times.append(time.perf_counter() - start)
+    return [1000 * statistics.median(t) for t in times]
 
 
 def _status_kib(field: str) -> Optional[int]:
@@ -159,7 +169,10 @@ def measure_cpu_memory(jobs: Sequence[tuple], lq_size: int, threads: int,
     Peak RSS is per process, so probes running side by side (``parallel``) do not disturb each
     other's numbers, only their wall time.
     """
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    # A fixed mmap threshold (glibc's static default) turns off glibc's dynamic one, which lets
+    # freed blocks of tens of MB stay resident at random: with it, repeated probes agree to ~1 MiB
+    # instead of +-20%, and the peak follows the memory the call holds.
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD))
     pending = list(jobs)
     running: List[tuple] = []
     results: Dict[tuple, Dict[str, object]] = {}
@@ -195,21 +208,28 @@ def _train_batch(batch: int, lq_size: int, sample_q: int, device: torch.device) 
     }
 
 
-def measure_train_speed(spec: MethodSpec, device: torch.device, batch: int, lq_size: int, sample_q: int,
-                        warmup: int, iters: int) -> Dict[str, float]:
-    """Training iterations per second of ``spec``'s arch (see the module docstring)."""
-    torch.manual_seed(0)
-    model = build_train_model(spec, device)
-    model.feed_data(_train_batch(batch, lq_size, sample_q, device))
-    for step in range(warmup):
-        model.optimize_parameters(step)
-    _sync(device)
-    start = time.perf_counter()
+def measure_train_speed(specs: Sequence[MethodSpec], device: torch.device, batch: int, lq_size: int, sample_q: int,
+                        warmup: int, iters: int) -> List[Dict[str, float]]:
+    """Training iterations per second of each spec's arch (see the module docstring); the timed
+    iterations are interleaved across archs, as in ``measure_latency``."""
+    data = _train_batch(batch, lq_size, sample_q, device)
+    models = []
+    for spec in specs:
+        torch.manual_seed(0)
+        model = build_train_model(spec, device)
+        model.feed_data(data)
+        for step in range(warmup):
+            model.optimize_parameters(step)
+        models.append(model)
+    seconds = [0.0] * len(models)
     for step in range(iters):
-        model.optimize_parameters(warmup + step)
-    _sync(device)
-    seconds = time.perf_counter() - start
-    return {'iters': iters, 'seconds': seconds, 'iters_per_s': iters / seconds}
+        for i, model in enumerate(models):
+            _sync(device)
+            start = time.perf_counter()
+            model.optimize_parameters(warmup + step)
+            _sync(device)
+            seconds[i] += time.perf_counter() - start
+    return [{'iters': iters, 'seconds': s, 'iters_per_s': iters / s} for s in seconds]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
