@@ -8,6 +8,7 @@
 This module holds what they share: listing images, reading them with one clear error per bad
 file, and writing PNGs under their final name only once complete.
 """
+import argparse
 import os
 from os import path as osp
 from typing import Dict, List, Sequence, Tuple
@@ -20,6 +21,12 @@ import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports
 from gaussiansr_plugin.utils.file_io import atomic_imwrite, encode_image, is_temp_file  # noqa: F401
 from gaussiansr_plugin.utils.image_io import (IMAGE_EXTENSIONS, ImageError, is_image_file,  # noqa: F401
                                               read_image, scale_name)
+
+
+def tool_parser(module_name: str, doc: str) -> argparse.ArgumentParser:
+    """The argument parser of a tool module: its docstring is the help text."""
+    return argparse.ArgumentParser(prog=f'python -m {module_name}', description=doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def list_images(folders: Sequence[str]) -> List[str]:

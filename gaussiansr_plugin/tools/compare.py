@@ -42,7 +42,7 @@ import torch
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports it)
 from basicsr.metrics import calculate_metric
 from gaussiansr_plugin.data.arbitrary_scale_paired_dataset import ArbitraryScalePairedDataset
-from gaussiansr_plugin.tools import compare_figure, compare_speed
+from gaussiansr_plugin.tools import compare_figure, compare_speed, tool_parser
 from gaussiansr_plugin.tools.compare_methods import (BICUBIC, Method, MethodSpec, load_method, parse_model_arg,
                                                      quiet_basicsr_logger)
 from gaussiansr_plugin.utils.file_io import atomic_imwrite, atomic_write
@@ -324,8 +324,7 @@ def draw_figure(capture: FigureCapture, names: Sequence[str], args: argparse.Nam
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog='python -m gaussiansr_plugin.tools.compare', description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser('gaussiansr_plugin.tools.compare', __doc__)
     parser.add_argument('--model', action='append', default=[], metavar='NAME=OPTION_FILE[:CHECKPOINT]',
                         help='a method to compare (repeat); without CHECKPOINT: path.pretrain_network_g of the '
                         'option file, else random weights (cost only)')

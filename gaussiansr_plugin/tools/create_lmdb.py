@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports it)
-from gaussiansr_plugin.tools import encode_png, list_images, read_image, shape_hwc
+from gaussiansr_plugin.tools import tool_parser, encode_png, list_images, read_image, shape_hwc
 from gaussiansr_plugin.utils.image_io import ImageError
 
 # Test hook: seconds to sleep after each commit, so a test can kill a build half-way.
@@ -260,10 +260,7 @@ def _move_into_place(tmp_path: str, output: str, overwrite: bool) -> None:
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog='python -m gaussiansr_plugin.tools.create_lmdb',
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser('gaussiansr_plugin.tools.create_lmdb', __doc__)
     parser.add_argument('-i', '--input', nargs='+', required=True, help='image folder(s), not recursive')
     parser.add_argument('-o', '--output', required=True, help='target LMDB folder, ending with .lmdb')
     parser.add_argument('--compress-level', type=int, default=1, help='PNG zlib level 0-9 (default: 1)')

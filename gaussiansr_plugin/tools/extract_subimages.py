@@ -27,7 +27,7 @@ from typing import List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports it)
-from gaussiansr_plugin.tools import check_output_folder, is_temp_file, list_images, read_image, write_png_atomic
+from gaussiansr_plugin.tools import tool_parser, check_output_folder, is_temp_file, list_images, read_image, write_png_atomic
 from gaussiansr_plugin.utils.image_io import ImageError
 
 SUBIMAGE_PATTERN = re.compile(r'_s\d{3,}\.png$')
@@ -134,10 +134,7 @@ def extract_subimages(inputs: Sequence[str],
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog='python -m gaussiansr_plugin.tools.extract_subimages',
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser('gaussiansr_plugin.tools.extract_subimages', __doc__)
     parser.add_argument('-i', '--input', nargs='+', required=True, help='HR image folder(s)')
     parser.add_argument('-o', '--output', required=True, help='folder for the sub-images')
     parser.add_argument('--crop-size', type=int, default=480, help='sub-image side (default: 480)')

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports it)
-from gaussiansr_plugin.tools import check_output_folder, list_images, read_image, scale_name, write_png_atomic
+from gaussiansr_plugin.tools import tool_parser, check_output_folder, list_images, read_image, scale_name, write_png_atomic
 from gaussiansr_plugin.utils.image_io import ImageError
 from gaussiansr_plugin.utils.resize import imresize_matlab
 
@@ -88,10 +88,7 @@ def make_benchmark_lr(hr_folder: str,
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog='python -m gaussiansr_plugin.tools.make_benchmark_lr',
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser('gaussiansr_plugin.tools.make_benchmark_lr', __doc__)
     parser.add_argument('-i', '--input', required=True, help='HR image folder')
     parser.add_argument('-o', '--output', default=None,
                         help='folder to hold LR_bicubic/ (default: the parent of the HR folder)')
