@@ -23,8 +23,6 @@ TRAIN_KEYS = {'lq_size', 'scale_min', 'scale_max', 'sample_q', 'augment', 'skip_
 EVAL_KEYS = {'dataroot_lq', 'filename_tmpl', 'shave', 'test_y_channel'}
 
 
-
-
 def _expand_path(path: str) -> str:
     """Expands ``~`` and environment variables; ``$SKIMAGE_DATA`` is scikit-image's photo folder."""
     if 'SKIMAGE_DATA' in path and 'SKIMAGE_DATA' not in os.environ:
@@ -97,45 +95,45 @@ class ArbitraryScalePairedDataset(data.Dataset):
             where (str, optional): The section's path in the option file (``datasets.val``),
                 used in messages; default ``datasets.<name>``.
         """
-        name = (where or f'datasets.{opt.get("name", "?")}').split('datasets.', 1)[-1]
+        where = where or f'datasets.{opt.get("name", "?")}'
         phase = opt.get('phase')
         if phase not in ('train', 'val', 'test'):
-            raise ValueError(f"datasets.{name}: phase must be train/val/test, got {phase!r}")
+            raise ValueError(f"{where}: phase must be train/val/test, got {phase!r}")
         allowed = BASICSR_KEYS | COMMON_KEYS | (TRAIN_KEYS if phase == 'train' else EVAL_KEYS)
         unknown = sorted(set(opt) - allowed)
         if unknown:
-            raise KeyError(f'datasets.{name}: unknown key(s) {unknown} for the {phase} phase of '
+            raise KeyError(f'{where}: unknown key(s) {unknown} for the {phase} phase of '
                            f'ArbitraryScalePairedDataset; allowed: {sorted(allowed - BASICSR_KEYS)}')
         if not opt.get('dataroot_gt'):
-            raise KeyError(f'datasets.{name}.dataroot_gt is required')
+            raise KeyError(f'{where}.dataroot_gt is required')
         backend = (opt.get('io_backend') or {}).get('type', 'disk')
         if backend not in ('disk', 'lmdb'):
-            raise ValueError(f'datasets.{name}.io_backend.type must be disk or lmdb, got {backend!r}')
+            raise ValueError(f'{where}.io_backend.type must be disk or lmdb, got {backend!r}')
         try:
             get_downsampler(opt.get('downsampler', 'matlab'))
         except ValueError as err:
-            raise ValueError(f'datasets.{name}.downsampler: {err}') from err
+            raise ValueError(f'{where}.downsampler: {err}') from err
         if phase == 'train':
             lq_size = opt.get('lq_size', 48)
             smin, smax = opt.get('scale_min', 1.0), opt.get('scale_max', 4.0)
             if not isinstance(lq_size, int) or lq_size < 1:
-                raise ValueError(f'datasets.{name}.lq_size must be a positive integer, got {lq_size!r}')
+                raise ValueError(f'{where}.lq_size must be a positive integer, got {lq_size!r}')
             if not (isinstance(smin, (int, float)) and smin >= 1):
-                raise ValueError(f'datasets.{name}.scale_min must be >= 1, got {smin!r}')
+                raise ValueError(f'{where}.scale_min must be >= 1, got {smin!r}')
             if not (isinstance(smax, (int, float)) and smax >= smin):
-                raise ValueError(f'datasets.{name}.scale_max must be >= scale_min ({smin}), got {smax!r}')
+                raise ValueError(f'{where}.scale_max must be >= scale_min ({smin}), got {smax!r}')
             sample_q = opt.get('sample_q', 2304)
             min_queries = round(lq_size * smin)**2
             if sample_q is not None and not (isinstance(sample_q, int) and 0 < sample_q <= min_queries):
-                raise ValueError(f'datasets.{name}.sample_q must be a positive integer no larger than the '
+                raise ValueError(f'{where}.sample_q must be a positive integer no larger than the '
                                  f'smallest HR patch ({min_queries} pixels at scale_min), got {sample_q!r}')
         else:
             scale = opt.get('scale')
             if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale < 1:
-                raise ValueError(f'datasets.{name}.scale must be a number >= 1, got {scale!r}')
+                raise ValueError(f'{where}.scale must be a number >= 1, got {scale!r}')
             shave = opt.get('shave')
             if shave is not None and not (isinstance(shave, int) and shave >= 0):
-                raise ValueError(f'datasets.{name}.shave must be a non-negative integer, got {shave!r}')
+                raise ValueError(f'{where}.shave must be a non-negative integer, got {shave!r}')
 
     def _list_images(self) -> Tuple[List[str], List[Optional[Tuple[int, int]]]]:
         """Image names (relative paths, or LMDB keys) and their (H, W) where known cheaply."""
