@@ -189,11 +189,12 @@ def test_bad_arguments_fail_with_one_line(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- option files
-PEER_FILES = ['train_liif.yml', 'train_metasr.yml', 'train_liif_demo.yml', 'train_metasr_demo.yml']
+PEER_FILES = ['train_liif.yml', 'train_metasr.yml', 'train_liif_demo.yml', 'train_metasr_demo.yml',
+              'results291/train_liif_291.yml', 'results291/train_metasr_291.yml']
 EDSR_FILES = ['train_edsr_x2.yml', 'train_edsr_x3.yml', 'train_edsr_x4.yml']
 
 
-@pytest.mark.parametrize('file_name', PEER_FILES + EDSR_FILES)
+@pytest.mark.parametrize('file_name', PEER_FILES + EDSR_FILES + ['results291/train_gaussiansr_291.yml'])
 def test_option_files_pass_the_check(file_name, tmp_path):
     write_smooth_images(tmp_path / 'images', 1, size=(64, 64))
     opt = load_option_file(str(REPO / 'options' / file_name))
@@ -209,7 +210,10 @@ def test_option_files_pass_the_check(file_name, tmp_path):
 @pytest.mark.parametrize('peer, reference', [('train_liif.yml', 'train_gaussiansr.yml'),
                                              ('train_metasr.yml', 'train_gaussiansr.yml'),
                                              ('train_liif_demo.yml', 'train_gaussiansr_demo.yml'),
-                                             ('train_metasr_demo.yml', 'train_gaussiansr_demo.yml')])
+                                             ('train_metasr_demo.yml', 'train_gaussiansr_demo.yml'),
+                                             ('results291/train_liif_291.yml', 'results291/train_gaussiansr_291.yml'),
+                                             ('results291/train_metasr_291.yml',
+                                              'results291/train_gaussiansr_291.yml')])
 def test_peer_option_files_have_the_same_data_recipe_and_budget(peer, reference):
     peer_opt, ref_opt = (yaml.safe_load((REPO / 'options' / f).read_text()) for f in (peer, reference))
     assert peer_opt['network_g']['type'] in ('LIIF', 'MetaSR')
