@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports it)
-from gaussiansr_plugin.tools import tool_parser, encode_png, list_images, read_image, shape_hwc
+from gaussiansr_plugin.tools import encode_png, list_images, read_image, shape_hwc, tool_parser
 from gaussiansr_plugin.utils.image_io import ImageError
 
 # Test hook: seconds to sleep after each commit, so a test can kill a build half-way.

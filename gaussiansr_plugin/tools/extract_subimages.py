@@ -27,7 +27,8 @@ from typing import List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports it)
-from gaussiansr_plugin.tools import tool_parser, check_output_folder, is_temp_file, list_images, read_image, write_png_atomic
+from gaussiansr_plugin.tools import (check_output_folder, is_temp_file, list_images, read_image, tool_parser,
+                                     write_png_atomic)
 from gaussiansr_plugin.utils.image_io import ImageError
 
 SUBIMAGE_PATTERN = re.compile(r'_s\d{3,}\.png$')

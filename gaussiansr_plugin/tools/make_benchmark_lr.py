@@ -27,7 +27,8 @@ import torch
 from tqdm import tqdm
 
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports it)
-from gaussiansr_plugin.tools import tool_parser, check_output_folder, list_images, read_image, scale_name, write_png_atomic
+from gaussiansr_plugin.tools import (check_output_folder, list_images, read_image, scale_name, tool_parser,
+                                     write_png_atomic)
 from gaussiansr_plugin.utils.image_io import ImageError
 from gaussiansr_plugin.utils.resize import imresize_matlab
 
