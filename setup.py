@@ -20,6 +20,8 @@ setup(
         'tb-nightly',
         'scikit-image',  # its bundled photos feed the demo; basicsr declares it too
         'pillow',
+        'matplotlib',  # basicsr explain and the validation figures
+        'tqdm',  # progress bars (validation, tools)
     ],
     extras_require={'test': ['pytest']},
     entry_points={'console_scripts': ['basicsr = gaussiansr_plugin.cli:main']},

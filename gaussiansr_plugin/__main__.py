@@ -1,4 +1,4 @@
-"""``python -m gaussiansr_plugin train|test ...``: the same as the ``basicsr`` command."""
+"""``python -m gaussiansr_plugin train|test|prepare|benchmark|upscale|explain ...``: the same as the ``basicsr`` command."""
 from gaussiansr_plugin.cli import main
 
 main()

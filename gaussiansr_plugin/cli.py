@@ -5,6 +5,8 @@
     basicsr test  -opt options/test_gaussiansr.yml [--root DIR]
     basicsr prepare extract_subimages|create_lmdb|make_benchmark_lr ...  (see datasets/README.md)
     basicsr benchmark --model NAME=OPTION_FILE[:CHECKPOINT] ... --sets SET=DIR ...  (docs/COMPARE.md)
+    basicsr upscale -i IMAGE_OR_DIR -o DIR [-s 2 3 4] [--size WxH] [--model OPTION_FILE:CHECKPOINT] ...
+    basicsr explain [--model OPTION_FILE:CHECKPOINT] -i IMAGE -o DIR  (figures of the Gaussians)
 
 Every flag except ``--root`` goes to BasicSR's ``parse_options`` unchanged. Outputs
 (``experiments/``, ``tb_logger/``, ``results/``) go under ``--root`` (default: the current
@@ -38,26 +40,43 @@ def _prepare(args: List[str]) -> int:
     return importlib.import_module(f'gaussiansr_plugin.tools.{name}').main(args[1:])
 
 
+def _init_dist(args: List[str], opt: dict) -> None:
+    """Starts torch.distributed with the option file's ``dist_params`` when ``--launcher`` asks
+    for it: BasicSR's ``parse_options`` passes them to ``init_dist`` for slurm only, and its own
+    call then finds the process group started (see ``compat._init_dist``)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('--launcher', default='none')
+    launcher = parser.parse_known_args(args)[0].launcher
+    if opt and launcher in ('pytorch', 'slurm'):
+        from basicsr.utils import dist_util
+        dist_params = dict(opt.get('dist_params') or {})
+        if opt.get('num_gpu') == 0:
+            # A CPU run on a machine that has GPUs: nccl would need CUDA tensors.
+            dist_params.setdefault('backend', 'gloo')
+        dist_util.init_dist(launcher, **dist_params)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ('train', 'test', 'prepare', 'benchmark'):
+    if not argv or argv[0] not in ('train', 'test', 'prepare', 'benchmark', 'upscale', 'explain'):
         print(USAGE, file=sys.stderr)
         sys.exit(0 if argv and argv[0] in ('-h', '--help') else 2)
     command, rest = argv[0], argv[1:]
     if command == 'prepare':
         sys.exit(_prepare(rest))
+    if command in ('upscale', 'explain'):
+        import importlib
+        sys.exit(importlib.import_module(f'gaussiansr_plugin.inference.{command}').main(rest))
     if command == 'benchmark':
-        from gaussiansr_plugin.tools import compare
-        sys.exit(compare.main(rest))
+        from gaussiansr_plugin.benchmark.cli import main as benchmark_main
+        sys.exit(benchmark_main(rest))
     root, rest = _split_root(rest)
 
     import gaussiansr_plugin  # noqa: F401  (patches BasicSR, registers our classes)
-    from gaussiansr_plugin import compat
     from gaussiansr_plugin.utils.options import check_option_file
 
     opt = check_option_file(rest, is_train=command == 'train')
-    # --launcher pytorch ignores dist_params in BasicSR; the compat init_dist reads it from here.
-    compat.REQUESTED_DIST_BACKEND = (opt.get('dist_params') or {}).get('backend')
+    _init_dist(rest, opt)
     os.makedirs(root, exist_ok=True)
     sys.argv = [f'basicsr {command}'] + rest  # parse_options reads sys.argv
     if command == 'train':

@@ -1,4 +1,4 @@
-"""The comparison harness (gaussiansr_plugin.tools.compare) and the peer/EDSR option files."""
+"""The comparison harness (gaussiansr_plugin.benchmark) and the peer/EDSR option files."""
 import csv
 import math
 from pathlib import Path
@@ -12,8 +12,9 @@ import yaml
 from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from conftest import TINY_GAUSSIANSR
-from gaussiansr_plugin.tools import compare, compare_figure, compare_speed, extract_subimages, make_benchmark_lr
-from gaussiansr_plugin.tools.compare_methods import BICUBIC, parse_model_arg
+from gaussiansr_plugin.benchmark import cli, cost, figure, sets
+from gaussiansr_plugin.benchmark.methods import BICUBIC, parse_model_arg, precision_context
+from gaussiansr_plugin.tools import extract_subimages, make_benchmark_lr
 from gaussiansr_plugin.utils.options import check_options, load_option_file
 from gaussiansr_plugin.utils.resize import imresize_matlab
 from helpers import write_smooth_images, write_yaml
@@ -67,7 +68,7 @@ def harness(tmp_path_factory):
             '--quick', '--threads', '1', '--probe-jobs', '2', '--crop', ','.join(map(str, CROP)), '--zoom', str(ZOOM)]
     for name in TINY_NETS:
         argv += ['--model', _tiny_method(root, name)]
-    assert compare.main(argv) == 0
+    assert cli.main(argv) == 0
     return root
 
 
@@ -134,37 +135,61 @@ def test_figure_has_one_zoomed_crop_per_method(harness):
     img = cv2.imread(str(figures[0]))
     panels = 2 + len(TINY_NETS)  # HR, bicubic and every method evaluated at x2
     _, _, w, h = CROP
-    assert img.shape[1] == panels * w * ZOOM + (panels + 1) * compare_figure.MARGIN
-    assert img.shape[0] > h * ZOOM + 2 * compare_figure.MARGIN  # captions below the panels
+    assert img.shape[1] == panels * w * ZOOM + (panels + 1) * figure.MARGIN
+    assert img.shape[0] > h * ZOOM + 2 * figure.MARGIN  # captions below the panels
     # The HR panel is the HR crop, enlarged with nearest neighbour.
     hr = cv2.imread(str(harness / 'tiny' / 'HR' / 'img00.png'))
     x, y = CROP[:2]
-    m = compare_figure.MARGIN
+    m = figure.MARGIN
     expected = cv2.resize(hr[y:y + h, x:x + w], (w * ZOOM, h * ZOOM), interpolation=cv2.INTER_NEAREST)
     np.testing.assert_array_equal(img[m:m + h * ZOOM, m:m + w * ZOOM], expected)
 
 
 def test_train_speed_runs_the_models_own_training_step(harness):
     specs = [parse_model_arg(f'{n}={harness / f"{n}.yml"}') for n in ('GaussianSR', 'LIIF')]
-    results = compare_speed.measure_train_speed(specs, torch.device('cpu'), batch=2, lq_size=12, sample_q=64,
-                                                warmup=1, iters=1)
+    results = cost.measure_train_speed(specs, torch.device('cpu'), batch=2, lq_size=12, sample_q=64, warmup=1,
+                                       iters=1)
     assert [r['iters'] for r in results] == [1, 1]
     assert all(r['iters_per_s'] > 0 for r in results)
+
+
+def test_cost_at_each_precision_with_the_mean_latency(tmp_path):
+    # What scripts/gpu_check.sh asks for: fp32 and bf16 rows, the mean (paper Table 3), no memory probes.
+    out = tmp_path / 'out'
+    argv = ['--model', _tiny_method(tmp_path, 'LIIF'), '--lq-size', '8', '--sizes', '16', '--warmup', '1', '--repeats',
+            '2', '--latency-stat', 'mean', '--precision', 'fp32', 'bf16', '--no-memory', '--threads', '1', '--out',
+            str(out)]
+    assert cli.main(argv) == 0
+    speed = _read_csv(out / 'speed.csv')
+    assert sorted((r['method'], r['precision']) for r in speed) == sorted(
+        (m, p) for m in (BICUBIC, 'LIIF') for p in ('fp32', 'bf16'))
+    assert all(r['latency_stat'] == 'mean' and float(r['latency_ms']) > 0 and r['extra_peak_mib'] == '' for r in speed)
+    table = (out / 'compare.md').read_text()
+    assert '| Latency 8²→16² fp32 (ms) |' in table and '| Latency 8²→16² bf16 (ms) |' in table
+    assert '| Extra peak memory' not in table and 'mean of 2 runs' in table
+
+
+def test_bf16_precision_autocasts_the_measured_call():
+    layer, x = torch.nn.Linear(4, 4), torch.rand(2, 4)
+    with precision_context(torch.device('cpu'), 'bf16'):
+        assert layer(x).dtype == torch.bfloat16
+    with precision_context(torch.device('cpu'), 'fp32'):
+        assert layer(x).dtype == torch.float32
 
 
 def test_set_protocols_and_lr_sources(tmp_path):
     write_smooth_images(tmp_path / 'Bench' / 'HR', 1, size=(48, 48))
     for scale in (2, 2.4):  # LR files for both; only x2/x3/x4 read them
         assert make_benchmark_lr.main(['-i', str(tmp_path / 'Bench' / 'HR'), '--scales', str(scale)]) == 0
-    bench = compare.parse_set_arg(f'Bench={tmp_path / "Bench"}', [])
-    dataset, source = compare.make_dataset(bench, 2.0)
+    bench = sets.parse_set_arg(f'Bench={tmp_path / "Bench"}', [])
+    dataset, source = sets.make_dataset(bench, 2.0)
     assert source.startswith('files') and dataset.shave == 2 and dataset.opt['test_y_channel']
-    dataset, source = compare.make_dataset(bench, 2.4)
+    dataset, source = sets.make_dataset(bench, 2.4)
     assert source.startswith('on the fly') and dataset.shave == 3
     write_smooth_images(tmp_path / 'valid', 1, size=(48, 48))  # DIV2K-style: the folder holds the HR images
     for text, names in ((f'DIV2K={tmp_path / "valid"}', []), (f'Mine={tmp_path / "valid"}', ['Mine'])):
-        div2k = compare.parse_set_arg(text, names)
-        dataset, source = compare.make_dataset(div2k, 3.0)
+        div2k = sets.parse_set_arg(text, names)
+        dataset, source = sets.make_dataset(div2k, 3.0)
         assert div2k.div2k and dataset.shave == 3 + 6 and not dataset.opt['test_y_channel']
         assert source.startswith('on the fly')
 
@@ -173,13 +198,13 @@ def test_worst_bicubic_crop_finds_the_largest_error():
     hr = torch.zeros(3, 40, 50)
     bicubic = hr.clone()
     bicubic[:, 20:28, 30:38] = 0.5
-    assert compare_figure.worst_bicubic_crop(bicubic, hr, 8, border=2) == (30, 20, 8, 8)
+    assert figure.worst_bicubic_crop(bicubic, hr, 8, border=2) == (30, 20, 8, 8)
 
 
 def test_bad_arguments_fail_with_one_line(tmp_path, capsys):
-    assert compare.main(['--model', f'X={tmp_path / "missing.yml"}', '--out', str(tmp_path)]) == 1
+    assert cli.main(['--model', f'X={tmp_path / "missing.yml"}', '--out', str(tmp_path)]) == 1
     assert 'missing.yml does not exist' in capsys.readouterr().err
-    assert compare.main(['--sets', f'S={tmp_path}', '--out', str(tmp_path)]) == 1
+    assert cli.main(['--sets', f'S={tmp_path}', '--out', str(tmp_path)]) == 1
     assert 'neither an HR/ folder nor images' in capsys.readouterr().err
     with pytest.raises(ValueError, match='NAME=OPTION_FILE'):
         parse_model_arg('no_equals_sign.yml')

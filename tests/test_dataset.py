@@ -9,6 +9,7 @@ import torch
 from gaussiansr_plugin.data.arbitrary_scale_paired_dataset import ArbitraryScalePairedDataset
 from gaussiansr_plugin.utils.image_io import ImageError
 from gaussiansr_plugin.utils.resize import imresize_matlab
+from gaussiansr_plugin.utils.sample_keys import keys_for_epoch, set_run_seed
 
 
 def _write(path, height, width, channels=3, seed=0):
@@ -165,3 +166,27 @@ def test_skip_bad_images_replaces_a_corrupt_image_and_counts_it(tmp_path):
     dataset.skip_bad_images = False
     with pytest.raises(ImageError, match='b_broken.png'):
         dataset[1]
+
+
+def test_sample_keys_make_a_train_sample_a_function_of_seed_epoch_and_position(tmp_path):
+    _write(tmp_path / 'a.png', 40, 50)
+    dataset = ArbitraryScalePairedDataset(_train_opt(tmp_path))
+    assert keys_for_epoch([0, 0], epoch=3, rank=0, num_replicas=1) == [0, 0]  # no run seed: plain indices
+    set_run_seed(7)
+    try:
+        keys = keys_for_epoch([0] * 8, epoch=3, rank=1, num_replicas=2)
+        other_rank = keys_for_epoch([0] * 8, epoch=3, rank=0, num_replicas=2)
+        next_epoch = keys_for_epoch([0] * 8, epoch=4, rank=1, num_replicas=2)
+        assert keys_for_epoch([0] * 8, epoch=3, rank=1, num_replicas=2) == keys
+    finally:
+        set_run_seed(None)
+    torch.manual_seed(0)
+    first = dataset[keys[0]]
+    torch.manual_seed(1)  # the global RNG (reseeded per data worker) plays no part
+    again = dataset[keys[0]]
+    assert all(torch.equal(first[k], again[k]) for k in ('lq', 'gt', 'coord', 'cell', 'scale'))
+    # Every sample of an epoch, on every rank, and of the next epoch has its own draws, even
+    # when the image repeats (dataset_enlarge_ratio).
+    assert len({key.seed for key in keys + other_rank + next_epoch}) == 24
+    samples = [dataset[key]['gt'] for key in keys]
+    assert not any(torch.equal(a, b) for i, a in enumerate(samples) for b in samples[i + 1:])

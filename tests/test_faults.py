@@ -7,7 +7,7 @@ import torch
 from basicsr.models import build_model
 from conftest import TINY_GAUSSIANSR
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
-from gaussiansr_plugin.compat import load_weights
+from gaussiansr_plugin.utils.checkpoint import load_weights
 from gaussiansr_plugin.utils.options import check_options
 from helpers import tiny_train_options, write_smooth_images
 

@@ -50,10 +50,10 @@ def _unfolded(net: torch.nn.Module, lq: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize('name', ['LIIF', 'MetaSR'])
 @pytest.mark.parametrize('hr_size', HR_SIZES)
-def test_output_size_and_chunked_query(name, hr_size):
-    net = _tiny(name).eval()
-    lq = _lq()
-    coord, cell = _queries(hr_size)
+def test_output_size_and_chunked_query(name, hr_size, device):
+    net = _tiny(name).to(device).eval()
+    lq = _lq().to(device)
+    coord, cell = (t.to(device) for t in _queries(hr_size))
     with torch.no_grad():
         out = net(lq, coord, cell)
         state = net.encode(lq)
@@ -139,10 +139,10 @@ def test_registered_in_basicsr():
 
 
 @pytest.mark.parametrize('name', ['LIIF', 'MetaSR'])
-def test_gradients_reach_encoder(name):
-    net = _tiny(name).train()
-    coord, cell = _queries((17, 22))
-    net(_lq(), coord, cell).abs().mean().backward()
+def test_gradients_reach_encoder(name, device):
+    net = _tiny(name).to(device).train()
+    coord, cell = (t.to(device) for t in _queries((17, 22)))
+    net(_lq().to(device), coord, cell).abs().mean().backward()
     for module in (net.encoder.conv_first, net.encoder.body, net.imnet):
         grads = [p.grad for p in module.parameters()]
         assert all(g is not None and torch.isfinite(g).all() for g in grads)

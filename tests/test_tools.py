@@ -18,7 +18,6 @@ import yaml  # noqa: E402
 import gaussiansr_plugin  # noqa: E402,F401  (compat shim + registration)
 from gaussiansr_plugin.data.arbitrary_scale_paired_dataset import ArbitraryScalePairedDataset  # noqa: E402
 from gaussiansr_plugin.tools import create_lmdb, extract_subimages, make_benchmark_lr  # noqa: E402
-from gaussiansr_plugin.tools.create_lmdb import COMMIT_DELAY_ENV  # noqa: E402
 from gaussiansr_plugin.utils.image_io import decode_rgb  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -185,13 +184,35 @@ def test_create_lmdb_refuses_existing_target_and_bad_keys(tmp_path, capsys):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith('y.lmdb')]  # no target, no leftovers
 
 
+# create_lmdb's command line with every image taking 0.5 s more to read: with --workers 1 the
+# images are read in this process one at a time, so a build of 12 images takes 6 s and can be
+# killed between two commits.
+SLOW_CREATE_LMDB = '''
+import sys
+import time
+
+from gaussiansr_plugin.tools import create_lmdb
+
+encode = create_lmdb._encode_star
+
+
+def slow_encode(args):
+    time.sleep(0.5)
+    return encode(args)
+
+
+create_lmdb._encode_star = slow_encode
+sys.exit(create_lmdb.main(sys.argv[1:]))
+'''
+
+
 def test_killed_create_lmdb_leaves_no_usable_target(tmp_path):
     src = tmp_path / 'src'
     _random_images(src, [(16, 16)] * 12)
     target = tmp_path / 'killed.lmdb'
-    env = dict(os.environ, OMP_NUM_THREADS='1', **{COMMIT_DELAY_ENV: '0.5'})
-    cmd = [sys.executable, '-m', 'gaussiansr_plugin.tools.create_lmdb', '-i', str(src), '-o', str(target),
-           '--batch', '1', '--workers', '1']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    cmd = [sys.executable, '-c', SLOW_CREATE_LMDB, '-i', str(src), '-o', str(target), '--batch', '1', '--workers',
+           '1']
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120

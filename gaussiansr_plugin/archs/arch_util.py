@@ -11,6 +11,7 @@ They also split the forward pass into ``encode`` (once per image) and ``query`` 
 times, e.g. per chunk of query points), which ``ArbitraryScaleSRModel.test`` relies on to bound
 memory on large outputs without re-running the encoder.
 """
+import math
 from typing import Any, Sequence
 
 import torch
@@ -56,7 +57,30 @@ class MLP(nn.Sequential):
 
 
 class ImplicitSRNet(nn.Module):
-    """Base class of the query-based archs: ``forward = query(encode(lq), coord, cell)``."""
+    """Base class of the query-based archs: ``forward = query(encode(lq), coord, cell)``.
+
+    Also holds the optional RGB skip (``rgb_skip``, our extension for LIIF and MetaSR): the
+    decoder's prediction ``pred`` becomes ``pred * pred_scale + base``, where ``base`` is the
+    bicubic sample of the LR image with the skip and ``pred_shift`` without it. A subclass whose
+    decoder predicts in LIIF's (x - 0.5) / 0.5 space sets ``pred_scale = pred_shift = 0.5``.
+    """
+
+    pred_scale = 1.0
+    pred_shift = 0.0
+    rgb_skip = False
+
+    def init_rgb_skip(self, rgb_skip: bool, last_layer: nn.Linear) -> None:
+        """Turns the skip on or off; on, ``last_layer`` (the decoder's output layer) is
+        zero-initialized so that the untrained network returns exactly the bicubic sample."""
+        self.rgb_skip = bool(rgb_skip)
+        if self.rgb_skip:
+            nn.init.zeros_(last_layer.weight)
+            nn.init.zeros_(last_layer.bias)
+
+    def to_rgb(self, pred: torch.Tensor, lq: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
+        """Maps the decoder output (B, Q, 3) to RGB in [0, 1] units (see the class docstring)."""
+        base = sample_bicubic(lq, coord) if self.rgb_skip else self.pred_shift
+        return pred * self.pred_scale + base
 
     def encode(self, lq: torch.Tensor) -> Any:
         """Computes the per-image state that ``query`` reads (features, splat tables, ...)."""
@@ -85,3 +109,29 @@ def coord_to_lr_pixels(coord: torch.Tensor, lr_size: Sequence[int]) -> torch.Ten
     """Maps normalized (row, col) coordinates to LR pixel units, where LR pixel centres are integers."""
     size = torch.tensor(lr_size, dtype=coord.dtype, device=coord.device)
     return (coord + 1) / 2 * size - 0.5
+
+
+# Frequencies (cycles per LR pixel) of the 'fourier' position encoding (ours): the first
+# resolves the position inside a pixel without ambiguity, the second doubles the resolution.
+FOURIER_FREQS = (1, 2)
+# Decoder input dimensions of each position encoding.
+POSITION_DIMS = {'offset': 2, 'fourier': 4 * len(FOURIER_FREQS)}
+
+
+def position_encoding(pos: torch.Tensor, mode: str) -> torch.Tensor:
+    """Encodes query positions ``pos`` (B, Q, 2) in LR pixels (centres at integers) for a decoder.
+
+    * ``'offset'``: ``pos - round(pos)``, the offset to the nearest LR pixel centre, in
+      [-0.5, 0.5] (GaussianSR's input). It jumps from +0.5 to -0.5 where a query crosses the
+      border between two LR pixels.
+    * ``'fourier'`` (ours): sin and cos of ``2π f pos`` for f in ``FOURIER_FREQS``. A function
+      of the same offset (integer frequencies have a period of one pixel), but continuous
+      across borders.
+
+    Returns:
+        Tensor: (B, Q, ``POSITION_DIMS[mode]``).
+    """
+    if mode == 'offset':
+        return pos - torch.round(pos)
+    angles = torch.cat([2 * math.pi * f * pos for f in FOURIER_FREQS], dim=-1)
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)

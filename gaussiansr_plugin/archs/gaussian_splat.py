@@ -10,11 +10,16 @@ C-channel amplitude ``a_i``. The feature at a point ``p`` is
 ``sqrt(det Σ)`` so that a kernel's mass equals its amplitude whatever its shape).
 
 ``SplatTable`` + ``splat_query`` evaluate only the Gaussians of the (2r+1)² LR pixels nearest to
-each query: memory O(queries · C) per window offset, never an image per Gaussian. The window
-radius comes from ``window_radius``: a Gaussian centred outside the window sits more than
-r + ½ pixels away along one axis, so its unnormalized weight is below
-``exp(-(r + ½)² / (2 σ_max²))`` (``dᵀΣ⁻¹d >= d_x² / Σ_xx`` for any d). ``render_dense`` is the
-paper's Algorithm 1 (every Gaussian at every query) and serves as the reference in tests.
+each query, never an image per Gaussian. The window radius comes from ``window_radius``: a
+Gaussian centred outside the window sits more than r + ½ pixels away along one axis, so its
+unnormalized weight is below ``exp(-(r + ½)² / (2 σ_max²))`` (``dᵀΣ⁻¹d >= d_x² / Σ_xx`` for
+any d). ``render_dense`` is the paper's Algorithm 1 (every Gaussian at every query) and serves
+as the reference in tests.
+
+``splat_query`` works on blocks of queries: one gather fetches the whole window of every query
+of a block, and a handful of batched operations weigh and sum it, instead of one small gather
+and a dozen small operations per window offset (81 of each for r = 4), which cost more in
+dispatch and thread synchronization than in arithmetic, above all on shared cores.
 """
 import math
 from dataclasses import dataclass
@@ -23,6 +28,15 @@ from typing import Sequence
 import torch
 
 from .arch_util import coord_to_lr_pixels
+
+# Queries per block in ``splat_query``; see its docstring for the memory this bounds.
+SPLAT_CHUNK = 2048
+# Window weights below exp(EXP_FLOOR) ≈ 9e-14 are set to 0, as the Gaussians outside the window
+# (which weigh up to ``window_tolerance``, 1e-4 by default) are. Why: exp(x) for x below about -87
+# and products with results below ~1e-38 are denormal in float32 and about 50x slower on x86; a
+# weight of 0, or one of at least 9e-14, keeps every product (weight·amplitude, weight·gradient)
+# in normal range in practice. The error is below 9e-14 · (2r+1)² · max|amplitude|.
+EXP_FLOOR = -30.0
 
 
 def window_radius(sigma_max: float, tolerance: float = 1e-4) -> int:
@@ -44,67 +58,159 @@ def gaussian_normalizer(sigma_x: torch.Tensor, sigma_y: torch.Tensor, rho: torch
 class SplatTable:
     """Per-LR-pixel Gaussian data, zero-padded by ``radius`` and flattened channels-last.
 
-    ``data`` has shape (B * (h + 2r) * (w + 2r), C + 3): the normalized amplitude followed by the
-    conic (A, B, C) with ``dᵀΣ⁻¹d = A dx² + 2B dx dy + C dy²``. Padding rows are all zero, so a
-    window that reaches past the border adds nothing.
+    Rows are the pixels of the padded maps, B * (h + 2r) * (w + 2r) of them: ``amplitude``
+    (rows, C) holds the normalized amplitudes and ``exponent`` (rows, 3) the coefficients
+    (-½A, -B, -½C) of the conic, so that ``-½ dᵀΣ⁻¹d = -½A dx² - B dx dy - ½C dy²``. Both are
+    contiguous and at least float32, whatever the input precision. Padding rows are all zero, so
+    a window that reaches past the border adds nothing.
     """
-    data: torch.Tensor
+    amplitude: torch.Tensor
+    exponent: torch.Tensor
     batch: int
     lr_size: Sequence[int]
     radius: int
-    channels: int
+
+    @property
+    def channels(self) -> int:
+        return self.amplitude.shape[1]
+
+
+def _full_precision(device: torch.device) -> torch.autocast:
+    """Turns autocast off: exponents, normalizers and window sums need float32 (a bfloat16
+    exponent of -40 is off by 0.25, i.e. a weight off by 25%)."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def _pixel_rows(maps: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, K, h, w) -> contiguous (B * (h + 2r) * (w + 2r), K), zero-padded by r."""
+    padded = torch.nn.functional.pad(maps, (radius, radius, radius, radius))
+    return padded.permute(0, 2, 3, 1).reshape(-1, maps.shape[1]).contiguous()
 
 
 def build_splat_table(amplitude: torch.Tensor, sigma_x: torch.Tensor, sigma_y: torch.Tensor, rho: torch.Tensor,
                       radius: int) -> SplatTable:
-    """Packs the Gaussians of an LR map for ``splat_query``.
+    """Packs the Gaussians of an LR map for ``splat_query`` (in float32 or wider, also under autocast).
 
     Args:
         amplitude (Tensor): (B, C, h, w) colour of each Gaussian.
         sigma_x, sigma_y, rho (Tensor): (B, h, w) shape of each Gaussian (LR pixels; |rho| < 1).
         radius (int): Window radius r; the window holds (2r+1)² LR pixels.
     """
-    b, c, h, w = amplitude.shape
-    inv_det = 1.0 / (1 - rho * rho)
-    conic = torch.stack([inv_det / (sigma_x * sigma_x), -rho * inv_det / (sigma_x * sigma_y),
-                         inv_det / (sigma_y * sigma_y)], dim=1)
-    weighted = amplitude * gaussian_normalizer(sigma_x, sigma_y, rho).unsqueeze(1)
-    packed = torch.cat([weighted, conic], dim=1)
-    packed = torch.nn.functional.pad(packed, (radius, radius, radius, radius))
-    data = packed.permute(0, 2, 3, 1).reshape(-1, c + 3)
-    return SplatTable(data=data, batch=b, lr_size=(h, w), radius=radius, channels=c)
+    b, _, h, w = amplitude.shape
+    dtype = torch.promote_types(amplitude.dtype, torch.float32)
+    with _full_precision(amplitude.device):
+        amplitude, sigma_x, sigma_y, rho = (t.to(dtype) for t in (amplitude, sigma_x, sigma_y, rho))
+        inv_det = 1.0 / (1 - rho * rho)
+        exponent = torch.stack([-0.5 * inv_det / (sigma_x * sigma_x), rho * inv_det / (sigma_x * sigma_y),
+                                -0.5 * inv_det / (sigma_y * sigma_y)], dim=1)
+        weighted = amplitude * gaussian_normalizer(sigma_x, sigma_y, rho).unsqueeze(1)
+        return SplatTable(amplitude=_pixel_rows(weighted, radius), exponent=_pixel_rows(exponent, radius), batch=b,
+                          lr_size=(h, w), radius=radius)
 
 
-def splat_query(table: SplatTable, coord: torch.Tensor) -> torch.Tensor:
+class _Windows:
+    """Where the (2r+1)² window of every query lies in a ``SplatTable``, and the query's offsets."""
+
+    def __init__(self, table: SplatTable, coord: torch.Tensor) -> None:
+        h, w = table.lr_size
+        r = table.radius
+        padded_w = w + 2 * r
+        pos = coord_to_lr_pixels(coord.detach().to(table.amplitude.dtype), (h, w)).reshape(-1, 2)
+        nearest = torch.round(pos)
+        nearest[:, 0].clamp_(0, h - 1)
+        nearest[:, 1].clamp_(0, w - 1)
+        self.offset = pos - nearest  # (row, col) from the nearest LR pixel centre, at (+r, +r) in the window
+        image = torch.arange(table.batch, device=coord.device).repeat_interleave(coord.shape[1])
+        nearest = nearest.long()
+        self.corner = (image * (h + 2 * r) + nearest[:, 0]) * padded_w + nearest[:, 1]  # top-left table row
+        steps = torch.arange(2 * r + 1, device=coord.device)
+        self.shifts = steps.to(pos.dtype) - r
+        self.steps = (steps[:, None] * padded_w + steps[None, :]).reshape(-1)  # row-major window
+
+    def __len__(self) -> int:
+        return self.corner.shape[0]
+
+    def weights(self, exponent: torch.Tensor, start: int, stop: int):
+        """For queries ``start:stop``: table rows (n, side²) of their windows, the Gaussians'
+        weights there (n, side²) and dx², dx·dy, dy² (broadcastable to (n, side, side))."""
+        n, side = stop - start, self.shifts.shape[0]
+        index = self.corner[start:stop, None] + self.steps
+        coef = exponent.index_select(0, index.view(-1)).view(n, side, side, 3)
+        dx = (self.offset[start:stop, 1:2] - self.shifts).unsqueeze(1)  # (n, 1, side): window columns
+        dy = (self.offset[start:stop, 0:1] - self.shifts).unsqueeze(2)  # (n, side, 1): window rows
+        terms = (dx * dx, dx * dy, dy * dy)
+        power = torch.addcmul(torch.addcmul(coef[..., 0] * terms[0], coef[..., 1], terms[1]), coef[..., 2], terms[2])
+        # exp of a clamped exponent (never denormal), then 0 below the floor (see EXP_FLOOR).
+        weight = torch.threshold_(power.clamp_(min=EXP_FLOOR - 1).exp_(), math.exp(EXP_FLOOR), 0.0)
+        return index, weight.view(n, side * side), terms
+
+
+class _WindowSum(torch.autograd.Function):
+    """Σ over each query's window of weight · amplitude row, block by block, forward and backward.
+
+    The backward pass is written out: it recomputes each block's weights instead of keeping them
+    (training memory stays bounded by the block) and adds every block's gradients into one
+    table-sized gradient (autograd's would sort the indices and make a table-sized gradient per
+    block). Differentiable with respect to the table, not the query coordinates.
+    """
+
+    @staticmethod
+    def forward(ctx, amplitude: torch.Tensor, exponent: torch.Tensor, windows: _Windows, chunk: int) -> torch.Tensor:
+        blocks = []
+        for start in range(0, max(len(windows), 1), chunk):  # one (empty) block when there is no query
+            index, weight, _ = windows.weights(exponent, start, min(start + chunk, len(windows)))
+            # One weighted sum of table rows per query, without copying the rows out.
+            blocks.append(torch.nn.functional.embedding_bag(index, amplitude, per_sample_weights=weight, mode='sum'))
+        ctx.save_for_backward(amplitude, exponent)
+        ctx.windows, ctx.chunk = windows, chunk
+        return torch.cat(blocks) if len(blocks) > 1 else blocks[0]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        amplitude, exponent = ctx.saved_tensors
+        windows, chunk = ctx.windows, ctx.chunk
+        grad_amplitude = torch.zeros_like(amplitude) if ctx.needs_input_grad[0] else None
+        grad_exponent = torch.zeros_like(exponent) if ctx.needs_input_grad[1] else None
+        with _full_precision(amplitude.device):
+            grad_out = grad_out.to(amplitude.dtype)
+            for start in range(0, len(windows), chunk):
+                stop = min(start + chunk, len(windows))
+                index, weight, terms = windows.weights(exponent, start, stop)
+                grad, flat = grad_out[start:stop], index.view(-1)
+                if grad_amplitude is not None:
+                    grad_amplitude.index_add_(0, flat, (weight.unsqueeze(2) * grad.unsqueeze(1)).view(flat.shape[0], -1))
+                if grad_exponent is not None:
+                    # d out / d power = weight · <amplitude row, grad>; the weights set to 0 get none.
+                    rows = amplitude.index_select(0, flat).view(*weight.shape, -1)
+                    grad_power = (torch.bmm(rows, grad.unsqueeze(2)).view_as(weight) * weight).view(-1, *terms[1].shape[1:])
+                    grad_exponent.index_add_(0, flat, torch.stack([grad_power * t for t in terms], dim=-1).view(-1, 3))
+        return grad_amplitude, grad_exponent, None, None
+
+
+def splat_query(table: SplatTable, coord: torch.Tensor, chunk: int = SPLAT_CHUNK) -> torch.Tensor:
     """Sums the Gaussians of the (2r+1)² LR pixels nearest to each query.
+
+    Works on blocks of ``chunk`` queries (flattened over the batch); a block is one gather of
+    its windows' conics, a few batched operations on the (2r+1)² weights of every query and one
+    weighted sum of table rows (``embedding_bag``). Besides the output and O(queries) indices, a
+    block holds at most about ``chunk · (2r+1)² · 12`` values at once (window indices, conics,
+    powers and weights; in backward also the window's amplitude rows, C more: about 8 MB and
+    13 MB in float32 for r = 4, C = 8 and the default chunk), whatever the number of queries,
+    in inference and in training (backward recomputes each block). Backward adds one
+    gradient of the table's size.
 
     Args:
         table (SplatTable): From ``build_splat_table``.
-        coord (Tensor): (B, Q, 2) query points, (row, col) in [-1, 1].
+        coord (Tensor): (B, Q, 2) query points, (row, col) in [-1, 1]; not differentiated.
+        chunk (int): Queries per block.
 
     Returns:
-        Tensor: (B, Q, C) splatted feature.
+        Tensor: (B, Q, C) splatted feature, in the table's precision (float32 under autocast).
     """
-    h, w = table.lr_size
-    r, c = table.radius, table.channels
-    padded_w = w + 2 * r
-    pos = coord_to_lr_pixels(coord, (h, w)).reshape(-1, 2)  # (B*Q, 2): (row, col) in LR pixels
-    nearest_row = torch.round(pos[:, 0]).clamp_(0, h - 1)
-    nearest_col = torch.round(pos[:, 1]).clamp_(0, w - 1)
-    # Offsets of the query from its nearest LR pixel centre; the window offsets are added below.
-    dy0, dx0 = pos[:, 0] - nearest_row, pos[:, 1] - nearest_col
-    image_start = torch.arange(table.batch, device=coord.device).repeat_interleave(coord.shape[1])
-    base = (image_start * (h + 2 * r) + nearest_row.long() + r) * padded_w + nearest_col.long() + r
-
-    out = coord.new_zeros(pos.shape[0], c)
-    for oy in range(-r, r + 1):
-        dy = dy0 - oy
-        for ox in range(-r, r + 1):
-            rows = table.data.index_select(0, base + (oy * padded_w + ox))
-            dx = dx0 - ox
-            mahalanobis = rows[:, c] * dx * dx + 2 * rows[:, c + 1] * dx * dy + rows[:, c + 2] * dy * dy
-            out = out + torch.exp(-0.5 * mahalanobis).unsqueeze(1) * rows[:, :c]
-    return out.view(table.batch, -1, c)
+    with _full_precision(coord.device):
+        out = _WindowSum.apply(table.amplitude, table.exponent, _Windows(table, coord), chunk)
+    return out.view(table.batch, -1, table.channels)
 
 
 def render_dense(amplitude: torch.Tensor, sigma_x: torch.Tensor, sigma_y: torch.Tensor, rho: torch.Tensor,

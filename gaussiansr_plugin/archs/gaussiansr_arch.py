@@ -1,18 +1,21 @@
 """GaussianSR: arbitrary-scale SR by selective 2D Gaussian splatting of LR features."""
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from .arch_util import MLP, EDSRBaselineEncoder, ImplicitSRNet, coord_to_lr_pixels, sample_bicubic
+from .arch_util import (POSITION_DIMS, MLP, EDSRBaselineEncoder, ImplicitSRNet, coord_to_lr_pixels,
+                        position_encoding, sample_bicubic)
 from .gaussian_splat import SplatTable, build_splat_table, splat_query, window_radius
 
 # Bound on |rho|: keeps Σ well conditioned (det Σ = σx²σy²(1-ρ²) away from 0).
 RHO_MAX = 0.9
+# How an evaluated pixel picks its kernel: the paper's argmax, or (ours) the softmax mixture.
+EVAL_KERNELS = ('argmax', 'soft')
 
 
 @dataclass
@@ -20,7 +23,7 @@ class GaussianSRState:
     """What ``GaussianSR.encode`` computes once per image."""
     lq: torch.Tensor
     smooth_feat: torch.Tensor  # (B, C - C_gs, h, w): the bicubic stream
-    splats: SplatTable  # the Gaussian stream
+    splats: Optional[SplatTable]  # the Gaussian stream; None without one (num_gs_feat 0)
 
 
 class GaussianBank(nn.Module):
@@ -68,8 +71,16 @@ class GaussianSR(ImplicitSRNet):
     picked per pixel from a learnable Gaussian bank by a classifier (Gumbel-softmax mixture in
     training, hard argmax without noise in eval) and whose colour is opacity times the first
     ``num_gs_feat`` feature channels. The splatted channels and the bicubically sampled
-    remaining channels are fused with the query's offset and cell and decoded by an MLP to an
-    RGB residual over the bicubic sample of the LR image.
+    remaining channels are fused with the query's position inside its LR pixel and its cell and
+    decoded to RGB by an MLP. The defaults follow the paper; ``num_gs_feat: 0`` is its
+    "Bicubic-64" ablation (no splatting stream, classifier or bank).
+
+    Our options, off by default: ``rgb_skip`` (the MLP predicts a residual over the bicubic
+    sample of the LR image; its last layer is zero-initialized, so training starts from
+    bicubic interpolation), ``pos_encoding: fourier`` (a position input that does not jump at
+    LR pixel borders, see ``arch_util.position_encoding``) and ``eval_kernel: soft`` (evaluate
+    with the noise-free softmax mixture of the bank, closer to what training sees, instead of
+    the argmax kernel).
 
     Args:
         num_feat (int): Encoder channels. Default: 64.
@@ -77,14 +88,18 @@ class GaussianSR(ImplicitSRNet):
         res_scale (float): Encoder residual scale. Default: 1.
         num_kernels (int): Size K of the Gaussian bank. Default: 100.
         num_gs_feat (int): Channels rendered by Gaussian splatting (the rest are sampled
-            bicubically). Default: 8.
+            bicubically); 0 for none. Default: 8.
         sigma_range (list[float]): Range of σx, σy in LR pixels. Default: [0.1, 1.0].
         tau (float): Gumbel-softmax temperature in training. Default: 1.
         gumbel_hard (bool): Straight-through one-hot labels in training (soft labels when
             False, as in the paper). Default: False.
         hidden_list (list[int]): Decoder MLP widths. Default: [256, 256, 256, 256].
-        rgb_skip (bool): Predict a residual over the bicubic sample of the LR image. Default: True.
+        rgb_skip (bool): Ours: predict a residual over the bicubic sample of the LR image.
+            Default: False (the authors' decoder outputs RGB directly).
         window_tolerance (float): Weight bound that sets the splat window radius. Default: 1e-4.
+        pos_encoding (str): 'offset' (the paper's offset to the nearest LR pixel centre) or,
+            ours, 'fourier'. Default: 'offset'.
+        eval_kernel (str): 'argmax' (paper) or, ours, 'soft'. Default: 'argmax'.
     """
 
     def __init__(self,
@@ -97,11 +112,13 @@ class GaussianSR(ImplicitSRNet):
                  tau: float = 1.0,
                  gumbel_hard: bool = False,
                  hidden_list: Sequence[int] = (256, 256, 256, 256),
-                 rgb_skip: bool = True,
-                 window_tolerance: float = 1e-4) -> None:
+                 rgb_skip: bool = False,
+                 window_tolerance: float = 1e-4,
+                 pos_encoding: str = 'offset',
+                 eval_kernel: str = 'argmax') -> None:
         super().__init__()
-        if not 0 < num_gs_feat <= num_feat:
-            raise ValueError(f'network_g.num_gs_feat must be in (0, num_feat={num_feat}], got {num_gs_feat}')
+        if not 0 <= num_gs_feat <= num_feat:
+            raise ValueError(f'network_g.num_gs_feat must be in [0, num_feat={num_feat}], got {num_gs_feat}')
         if len(sigma_range) != 2 or not 0 < sigma_range[0] < sigma_range[1]:
             raise ValueError(f'network_g.sigma_range must be [min, max] with 0 < min < max, got {sigma_range}')
         if num_kernels < 1:
@@ -110,46 +127,83 @@ class GaussianSR(ImplicitSRNet):
             raise ValueError(f'network_g.tau must be > 0, got {tau}')
         if not 0 < window_tolerance < 1:
             raise ValueError(f'network_g.window_tolerance must be in (0, 1), got {window_tolerance}')
+        if pos_encoding not in POSITION_DIMS:
+            raise ValueError(f'network_g.pos_encoding must be one of {list(POSITION_DIMS)}, got {pos_encoding!r}')
+        if eval_kernel not in EVAL_KERNELS:
+            raise ValueError(f'network_g.eval_kernel must be one of {list(EVAL_KERNELS)}, got {eval_kernel!r}')
         self.num_gs_feat = num_gs_feat
         self.tau = tau
         self.gumbel_hard = gumbel_hard
-        self.rgb_skip = rgb_skip
-        self.radius = window_radius(sigma_range[1], window_tolerance)
+        self.pos_encoding = pos_encoding
+        self.eval_kernel = eval_kernel
+        self._max_prob_sum, self._max_prob_count = 0.0, 0
 
         self.encoder = EDSRBaselineEncoder(num_feat, num_block, res_scale)
-        self.classifier = nn.Conv2d(num_feat, num_kernels, 3, 1, 1)
-        self.bank = GaussianBank(num_kernels, sigma_range)
-        # Fused feature + offset to the nearest LR pixel centre (2) + cell in LR pixels (2).
-        self.decoder = MLP(num_feat + 4, 3, hidden_list)
-        if rgb_skip:  # start as bicubic interpolation: the MLP learns the residual
-            nn.init.zeros_(self.decoder[-1].weight)
-            nn.init.zeros_(self.decoder[-1].bias)
+        if num_gs_feat:
+            self.classifier = nn.Conv2d(num_feat, num_kernels, 3, 1, 1)
+            self.bank = GaussianBank(num_kernels, sigma_range)
+            self.radius = window_radius(sigma_range[1], window_tolerance)
+        else:  # Bicubic-64: no splatting stream, so nothing to classify or render
+            self.classifier = self.bank = self.radius = None
+        # Fused feature + position in the LR pixel + cell in LR pixels (2).
+        self.decoder = MLP(num_feat + POSITION_DIMS[pos_encoding] + 2, 3, hidden_list)
+        self.init_rgb_skip(rgb_skip, self.decoder[-1])
 
     def kernel_params(self, feat: torch.Tensor) -> torch.Tensor:
         """Per-pixel (σx, σy, ρ, opacity), (B, 4, h, w): a Gumbel-softmax mixture of the bank in
-        training, the argmax kernel (deterministic) in eval."""
+        training; in eval (deterministic) the argmax kernel, or the softmax mixture with
+        ``eval_kernel: soft``."""
         logits = self.classifier(feat)
         bank = self.bank()
         if self.training:
             labels = F.gumbel_softmax(logits, tau=self.tau, hard=self.gumbel_hard, dim=1)
-            return torch.einsum('bkhw,kp->bphw', labels, bank)
-        return bank[logits.argmax(dim=1)].permute(0, 3, 1, 2)
+        else:
+            labels = torch.softmax(logits, dim=1)
+            self._record_max_prob(labels)
+            if self.eval_kernel == 'argmax':
+                return bank[logits.argmax(dim=1)].permute(0, 3, 1, 2)
+        with torch.autocast(logits.device.type, enabled=False):  # kernel shapes stay float32 under autocast
+            return torch.einsum('bkhw,kp->bphw', labels.float(), bank)
+
+    @torch.no_grad()
+    def _record_max_prob(self, probs: torch.Tensor) -> None:
+        # Kept on the device (no host sync per image); moved along if the net changed device.
+        total = probs.amax(dim=1).sum()
+        previous = self._max_prob_sum
+        self._max_prob_sum = total + (previous.to(total.device) if torch.is_tensor(previous) else previous)
+        self._max_prob_count += probs[:, 0].numel()
+
+    def pop_kernel_max_prob(self) -> Optional[float]:
+        """The classifier's confidence: the largest softmax probability (no noise) of every LR
+        pixel encoded in eval mode since the previous call, averaged, and the tally reset.
+
+        1 means every pixel is sure of its kernel (argmax and soft evaluation agree, and
+        training's soft labels are nearly one-hot); 1/K means uniform labels. None when nothing
+        was encoded in eval mode or the net has no classifier (``num_gs_feat: 0``).
+        """
+        if not self._max_prob_count:
+            return None
+        mean = float(self._max_prob_sum) / self._max_prob_count
+        self._max_prob_sum, self._max_prob_count = 0.0, 0
+        return mean
 
     def encode(self, lq: torch.Tensor) -> GaussianSRState:
         feat = self.encoder(lq)
-        sigma_x, sigma_y, rho, opacity = self.kernel_params(feat).unbind(1)
-        amplitude = opacity.unsqueeze(1) * feat[:, :self.num_gs_feat]
-        splats = build_splat_table(amplitude, sigma_x, sigma_y, rho, self.radius)
+        splats = None
+        if self.num_gs_feat:
+            sigma_x, sigma_y, rho, opacity = self.kernel_params(feat).unbind(1)
+            amplitude = opacity.unsqueeze(1) * feat[:, :self.num_gs_feat]
+            splats = build_splat_table(amplitude, sigma_x, sigma_y, rho, self.radius)
         return GaussianSRState(lq=lq, smooth_feat=feat[:, self.num_gs_feat:], splats=splats)
 
     def query(self, state: GaussianSRState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         lr_size = state.lq.shape[-2:]
-        gs_feat = splat_query(state.splats, coord)
-        smooth = sample_bicubic(state.smooth_feat, coord)
+        inputs = []
+        if state.splats is not None:
+            inputs.append(splat_query(state.splats, coord))
+        if state.smooth_feat.shape[1]:
+            inputs.append(sample_bicubic(state.smooth_feat, coord))
         pos = coord_to_lr_pixels(coord, lr_size)
-        offset = pos - torch.round(pos)
         cell_lr = cell * torch.tensor(lr_size, dtype=cell.dtype, device=cell.device) / 2
-        rgb = self.decoder(torch.cat([gs_feat, smooth, offset, cell_lr], dim=-1))
-        if self.rgb_skip:
-            rgb = rgb + sample_bicubic(state.lq, coord)
-        return rgb
+        pred = self.decoder(torch.cat(inputs + [position_encoding(pos, self.pos_encoding), cell_lr], dim=-1))
+        return self.to_rgb(pred, state.lq, coord)

@@ -1,88 +1,15 @@
-"""LIIF (Chen et al., CVPR 2021): local implicit image function on an EDSR-baseline encoder.
-
-Besides the registered ``LIIF``, this module holds the latent look-up that MetaSR shares:
-``LatentState`` (the per-image feature map, zero-padded and flattened channels-last),
-``nearest_latent`` (index of the LR pixel that contains a point, as LIIF's
-``grid_sample(mode='nearest')`` picks it) and ``gather_latent`` (the feature of that pixel,
-optionally with its 3x3 neighbourhood, as ``F.unfold(feat, 3, padding=1)`` lays it out).
-
-LIIF's code unfolds the whole feature map (9C x h x w) on every ``query_rgb`` call; gathering
-the nine neighbours of the queried pixels only keeps a call at O(Q * 9C) memory, which matters
-because ``ArbitraryScaleSRModel.predict`` calls ``query`` once per chunk of queries.
-"""
-from dataclasses import dataclass
-from typing import Sequence, Tuple
+"""LIIF (Chen et al., CVPR 2021): local implicit image function on an EDSR-baseline encoder."""
+from typing import Sequence
 
 import torch
-from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from .arch_util import MLP, EDSRBaselineEncoder, ImplicitSRNet
+from .latent_util import (EPS_CLAMP, EPS_SHIFT, LatentState, gather_latent, latent_centre, make_latent_state,
+                          nearest_latent)
 
-# LIIF's nudges: the ensemble shift that breaks ties on pixel borders, and the margin that keeps
-# shifted points inside the map.
-EPS_SHIFT = 1e-6
-EPS_CLAMP = 1e-6
 # Added to each ensemble area so that a query exactly on a latent centre does not divide 0 by 0.
 EPS_AREA = 1e-9
-
-
-@dataclass
-class LatentState:
-    """What ``LIIF.encode`` / ``MetaSR.encode`` compute once per image.
-
-    ``feat`` is the encoder output zero-padded by one pixel (as ``F.unfold(..., padding=1)``
-    pads) and flattened channels-last, (B, (h + 2) * (w + 2), C), so that one ``torch.gather``
-    fetches the neighbourhoods of all queries.
-    """
-    feat: torch.Tensor
-    lr_size: Tuple[int, int]
-
-
-def make_latent_state(feat: torch.Tensor) -> LatentState:
-    """Packs an encoder output (B, C, h, w) for ``gather_latent``."""
-    h, w = feat.shape[-2:]
-    padded = F.pad(feat, (1, 1, 1, 1))
-    return LatentState(feat=padded.flatten(2).transpose(1, 2), lr_size=(h, w))
-
-
-def nearest_latent(coord: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
-    """(row, col) index (B, Q, 2, int64) of the LR pixel containing ``coord`` (B, Q, 2 in [-1, 1]).
-
-    Equals ``grid_sample(mode='nearest', align_corners=False)``'s choice except exactly on a
-    pixel border, which LIIF's ``EPS_SHIFT`` keeps the queries off.
-    """
-    size = coord.new_tensor(lr_size)
-    index = torch.floor((coord + 1) / 2 * size).long()
-    return torch.minimum(index.clamp(min=0), (size.long() - 1))
-
-
-def latent_centre(index: torch.Tensor, lr_size: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-    """Normalized (row, col) centre of the LR pixels at ``index`` (B, Q, 2), like LIIF's ``feat_coord``."""
-    size = torch.tensor(lr_size, dtype=dtype, device=index.device)
-    return (2 * index.to(dtype) + 1) / size - 1
-
-
-def gather_latent(state: LatentState, index: torch.Tensor, unfold: bool = True) -> torch.Tensor:
-    """Features of the LR pixels at ``index`` (B, Q, 2): (B, Q, 9C) with ``unfold``, else (B, Q, C).
-
-    The 9C layout is ``F.unfold``'s: channel-major, then the 3x3 offsets in row-major order;
-    neighbours outside the map are zero.
-    """
-    h, w = state.lr_size
-    batch, num_q = index.shape[:2]
-    channels = state.feat.shape[-1]
-    # Linear index of each pixel in the padded (h + 2, w + 2) map.
-    centre = (index[..., 0] + 1) * (w + 2) + index[..., 1] + 1
-    if unfold:
-        offsets = torch.tensor([dy * (w + 2) + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)], device=index.device)
-        flat = (centre.unsqueeze(-1) + offsets).reshape(batch, num_q * 9)
-    else:
-        flat = centre
-    picked = torch.gather(state.feat, 1, flat.unsqueeze(-1).expand(-1, -1, channels))
-    if not unfold:
-        return picked
-    return picked.view(batch, num_q, 9, channels).transpose(2, 3).reshape(batch, num_q, channels * 9)
 
 
 @ARCH_REGISTRY.register()
@@ -99,6 +26,11 @@ class LIIF(ImplicitSRNet):
     encoder does the input normalization and ``query`` maps the output back with ``* 0.5 + 0.5``,
     so that the network returns [0, 1] units like every arch of this plugin.
 
+    ``rgb_skip`` is OUR extension, off by default (LIIF as published): the MLP predicts a
+    residual over the bicubic sample of the LR image (in the same (x - 0.5) / 0.5 space, so the
+    output is ``pred * 0.5 + bicubic``), with its last layer zero-initialized so that the
+    untrained network returns exactly the bicubic sample, as our GaussianSR option does.
+
     Args:
         num_feat (int): Encoder channels. Default: 64.
         num_block (int): Encoder residual blocks. Default: 16.
@@ -107,7 +39,11 @@ class LIIF(ImplicitSRNet):
         local_ensemble (bool): Blend the four nearest latents. Default: True.
         feat_unfold (bool): Feed the 3x3 neighbourhood of the latent. Default: True.
         cell_decode (bool): Feed the cell size to the MLP. Default: True.
+        rgb_skip (bool): Ours: predict a residual over the bicubic sample of the LR image.
+            Default: False.
     """
+
+    pred_scale = pred_shift = 0.5  # the MLP predicts in (x - 0.5) / 0.5 space
 
     def __init__(self,
                  num_feat: int = 64,
@@ -116,7 +52,8 @@ class LIIF(ImplicitSRNet):
                  hidden_list: Sequence[int] = (256, 256, 256, 256),
                  local_ensemble: bool = True,
                  feat_unfold: bool = True,
-                 cell_decode: bool = True) -> None:
+                 cell_decode: bool = True,
+                 rgb_skip: bool = False) -> None:
         super().__init__()
         self.local_ensemble = local_ensemble
         self.feat_unfold = feat_unfold
@@ -124,9 +61,10 @@ class LIIF(ImplicitSRNet):
         self.encoder = EDSRBaselineEncoder(num_feat, num_block, res_scale)
         in_dim = num_feat * (9 if feat_unfold else 1) + 2 + (2 if cell_decode else 0)
         self.imnet = MLP(in_dim, 3, hidden_list)
+        self.init_rgb_skip(rgb_skip, self.imnet[-1])
 
     def encode(self, lq: torch.Tensor) -> LatentState:
-        return make_latent_state(self.encoder(lq))
+        return make_latent_state(self.encoder(lq), lq)
 
     def query(self, state: LatentState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         size = coord.new_tensor(state.lr_size)
@@ -152,5 +90,5 @@ class LIIF(ImplicitSRNet):
         if self.local_ensemble:
             # Bilinear-style weights: a latent weighs the area of the rectangle opposite to it.
             areas = areas[::-1]
-        rgb = sum(pred * (area / total).unsqueeze(-1) for pred, area in zip(preds, areas))
-        return rgb * 0.5 + 0.5
+        blended = sum(pred * (area / total).unsqueeze(-1) for pred, area in zip(preds, areas))
+        return self.to_rgb(blended, state.lq, coord)

@@ -5,7 +5,7 @@ import torch
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from .arch_util import MLP, EDSRBaselineEncoder, ImplicitSRNet
-from .liif_arch import EPS_CLAMP, EPS_SHIFT, LatentState, gather_latent, make_latent_state, nearest_latent
+from .latent_util import EPS_CLAMP, EPS_SHIFT, LatentState, gather_latent, make_latent_state, nearest_latent
 
 
 @ARCH_REGISTRY.register()
@@ -24,25 +24,36 @@ class MetaSR(ImplicitSRNet):
     Like LIIF it predicts in the (x - 0.5) / 0.5 space it was trained in; ``query`` returns
     ``rgb * 0.5 + 0.5``, i.e. [0, 1] units.
 
+    ``rgb_skip`` is OUR extension, off by default (Meta-SR as published): the filtered feature is
+    a residual over the bicubic sample of the LR image (output ``rgb * 0.5 + bicubic``); the
+    meta-MLP's last layer is zero-initialized, so the predicted filters are zero and the
+    untrained network returns exactly the bicubic sample.
+
     Args:
         num_feat (int): Encoder channels. Default: 64.
         num_block (int): Encoder residual blocks. Default: 16.
         res_scale (float): Encoder residual scale. Default: 1.
         hidden_list (list[int]): Meta-MLP widths. Default: [256].
+        rgb_skip (bool): Ours: predict a residual over the bicubic sample of the LR image.
+            Default: False.
     """
+
+    pred_scale = pred_shift = 0.5  # predicts in (x - 0.5) / 0.5 space
 
     def __init__(self,
                  num_feat: int = 64,
                  num_block: int = 16,
                  res_scale: float = 1.0,
-                 hidden_list: Sequence[int] = (256, )) -> None:
+                 hidden_list: Sequence[int] = (256, ),
+                 rgb_skip: bool = False) -> None:
         super().__init__()
         self.encoder = EDSRBaselineEncoder(num_feat, num_block, res_scale)
         # Output laid out as (9C, 3), 3 fastest, matching the weight layout of the LIIF repository.
         self.imnet = MLP(3, num_feat * 9 * 3, hidden_list)
+        self.init_rgb_skip(rgb_skip, self.imnet[-1])
 
     def encode(self, lq: torch.Tensor) -> LatentState:
-        return make_latent_state(self.encoder(lq))
+        return make_latent_state(self.encoder(lq), lq)
 
     def query(self, state: LatentState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         size = coord.new_tensor(state.lr_size)
@@ -55,4 +66,4 @@ class MetaSR(ImplicitSRNet):
         weight = self.imnet(torch.cat([offset, inv_scale], dim=-1))
         weight = weight.view(*q_feat.shape, 3)
         rgb = torch.matmul(q_feat.unsqueeze(-2), weight).squeeze(-2)
-        return rgb * 0.5 + 0.5
+        return self.to_rgb(rgb, state.lq, coord)

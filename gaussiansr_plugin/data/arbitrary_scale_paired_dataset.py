@@ -2,7 +2,7 @@
 import math
 import os
 from os import path as osp
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch.utils import data as data
@@ -11,7 +11,9 @@ from basicsr.utils import FileClient, get_root_logger, scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 from ..utils.coord import make_cell, make_coord
 from ..utils.image_io import ImageError, decode_rgb, is_image_file, scale_name
+from ..utils.metrics import default_shave
 from ..utils.resize import get_downsampler
+from ..utils.sample_keys import SampleKey
 
 # Keys BasicSR itself reads from a dataset section (build_dataloader, train.py, parse_options).
 BASICSR_KEYS = {
@@ -35,12 +37,14 @@ def _expand_path(path: str) -> str:
 class ArbitraryScalePairedDataset(data.Dataset):
     """HR images with LR counterparts at any scale, in LIIF's query format.
 
-    Train phase (``phase: train``): per sample a scale s ~ U(scale_min, scale_max) is drawn from
-    torch's RNG (BasicSR reseeds ``random``/``numpy`` identically every epoch), an HR patch of side
-    round(lq_size * s) is cropped at a random place, flipped/transposed, downscaled to
-    lq_size x lq_size, and ``sample_q`` of its pixels are kept as queries. An image smaller than
-    the patch lowers s for that sample to what fits; one that cannot hold lq_size * scale_min is
-    rejected when the dataset is built.
+    Train phase (``phase: train``): per sample a scale s ~ U(scale_min, scale_max) is drawn, an
+    HR patch of side round(lq_size * s) is cropped at a random place, flipped/transposed,
+    downscaled to lq_size x lq_size, and ``sample_q`` of its pixels are kept as queries. An image
+    smaller than the patch lowers s for that sample to what fits; one that cannot hold
+    lq_size * scale_min is rejected when the dataset is built. Indexed with a ``SampleKey`` (what
+    the train sampler yields in BasicSR's loop), a sample draws from its own generator, seeded
+    from (seed, epoch, position): the same draws in any data worker and after a resume
+    (``utils/sample_keys.py``); indexed with an int, from torch's global RNG.
 
     Val/test phase: a fixed ``scale`` (integer or not). The LR is read from ``dataroot_lq``
     (BasicSR's ``LR_bicubic/X{s}`` naming through ``filename_tmpl``) and the HR cropped to the LR
@@ -219,14 +223,17 @@ class ArbitraryScalePairedDataset(data.Dataset):
     def __len__(self) -> int:
         return len(self.names)
 
-    def __getitem__(self, index: int) -> Dict[str, Any]:
+    def __getitem__(self, index: Union[int, SampleKey]) -> Dict[str, Any]:
+        generator = None  # torch's global RNG
+        if isinstance(index, SampleKey):
+            index, generator = index.index, index.generator()
         if not self.is_train:
             name = self.names[index]
             return self._eval_sample(self._read(self.gt_root, name, 'gt'), name)
         for attempt in range(len(self.names)):
             name = self.names[(index + attempt) % len(self.names)]
             try:
-                return self._train_sample(self._read(self.gt_root, name, 'gt'), name)
+                return self._train_sample(self._read(self.gt_root, name, 'gt'), name, generator)
             except ImageError as err:
                 if not self.skip_bad_images:
                     raise
@@ -234,15 +241,15 @@ class ArbitraryScalePairedDataset(data.Dataset):
                 get_root_logger().warning(f'{err} Skipped ({self.skipped} skipped in this process).')
         raise ImageError(f'datasets.{self.opt.get("name")}: no readable image in {self.gt_root}')
 
-    def _train_sample(self, hr: torch.Tensor, name: str) -> Dict[str, Any]:
+    def _train_sample(self, hr: torch.Tensor, name: str, generator: Optional[torch.Generator]) -> Dict[str, Any]:
         height, width = hr.shape[-2:]
-        scale = self.scale_min + (self.scale_max - self.scale_min) * torch.rand(()).item()
+        scale = self.scale_min + (self.scale_max - self.scale_min) * torch.rand((), generator=generator).item()
         patch = min(round(self.lq_size * scale), height, width)
-        top = torch.randint(0, height - patch + 1, ()).item()
-        left = torch.randint(0, width - patch + 1, ()).item()
+        top = torch.randint(0, height - patch + 1, (), generator=generator).item()
+        left = torch.randint(0, width - patch + 1, (), generator=generator).item()
         hr = hr[:, top:top + patch, left:left + patch]
         if self.augment:
-            flips = torch.rand(3) < 0.5
+            flips = torch.rand(3, generator=generator) < 0.5
             if flips[0]:
                 hr = hr.flip(-1)
             if flips[1]:
@@ -253,7 +260,7 @@ class ArbitraryScalePairedDataset(data.Dataset):
         coord = make_coord((patch, patch))
         gt = hr.reshape(3, -1).t()
         if self.sample_q is not None:
-            keep = torch.randperm(coord.shape[0])[:self.sample_q]
+            keep = torch.randperm(coord.shape[0], generator=generator)[:self.sample_q]
             coord, gt = coord[keep], gt[keep]
         return {
             'lq': lq.contiguous(),
@@ -300,4 +307,4 @@ class ArbitraryScalePairedDataset(data.Dataset):
     def shave(self) -> int:
         """Border (pixels) excluded from metrics: the ``shave`` option, else ceil(scale)."""
         shave = self.opt.get('shave')
-        return math.ceil(self.scale) if shave is None else int(shave)
+        return default_shave(self.scale) if shave is None else int(shave)

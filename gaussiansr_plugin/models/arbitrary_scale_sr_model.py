@@ -6,49 +6,22 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 from torch.utils.data import default_collate
+from tqdm import tqdm
 
-from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import METRIC_REGISTRY, MODEL_REGISTRY
 from ..utils.coord import make_cell, make_coord
 from ..utils.file_io import atomic_imwrite
+from ..utils.metrics import metric_options, metric_values
+from ..utils.precision import autocast, check_precision, grad_scaler
 from ..utils.resize import imresize_matlab
+from ..utils.step_guard import skip_non_finite_step
 
 
 # The `val` keys BasicSR's pipelines and this model read.
-VAL_KEYS = {'val_freq', 'save_img', 'suffix', 'pbar', 'query_chunk', 'metrics'}
-
-
-def check_model_options(opt: Dict[str, Any]) -> None:
-    """Rejects options this model cannot honour, naming the key, before any work starts."""
-    if 'scale' in opt:
-        raise KeyError(f'scale: {opt["scale"]!r} at the top level would overwrite every dataset\'s own scale '
-                       '(BasicSR copies it into each dataset); remove it and give each val/test dataset a scale.')
-    train_opt = opt.get('train') or {}
-    if opt.get('is_train', True) and train_opt:
-        if not train_opt.get('pixel_opt'):
-            raise KeyError('train.pixel_opt is required: ArbitraryScaleSRModel trains with a pixel loss on queries.')
-        if train_opt.get('perceptual_opt'):
-            raise KeyError('train.perceptual_opt is not supported: training queries are scattered pixels, '
-                           'not images.')
-    val_opt = opt.get('val') or {}
-    unknown = sorted(set(val_opt) - VAL_KEYS)
-    if unknown:
-        raise KeyError(f'val: unknown key(s) {unknown}; allowed: {sorted(VAL_KEYS)}')
-    chunk = val_opt.get('query_chunk', 30000)
-    if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f'val.query_chunk must be a positive integer, got {chunk!r}')
-    for name, metric_opt in (val_opt.get('metrics') or {}).items():
-        metric_type = (metric_opt or {}).get('type')
-        if metric_type not in METRIC_REGISTRY or not metric_type.endswith('_pt'):
-            raise ValueError(f'val.metrics.{name}.type: {metric_type!r} is not a float-tensor metric; '
-                             'use calculate_psnr_pt or calculate_ssim_pt (outputs are evaluated as float, '
-                             'not rounded to uint8).')
-        if 'crop_border' in metric_opt:
-            raise KeyError(f'val.metrics.{name}.crop_border: the border is set per val dataset by its '
-                           '`shave` key (default: ceil(scale)); remove crop_border.')
+VAL_KEYS = {'val_freq', 'save_img', 'suffix', 'pbar', 'query_chunk', 'metrics', 'mixed_precision'}
 
 
 @MODEL_REGISTRY.register()
@@ -62,10 +35,54 @@ class ArbitraryScaleSRModel(SRModel):
     interpolation beside the network.
     """
 
+    @staticmethod
+    def check_options(opt: Dict[str, Any]) -> None:
+        """Rejects options this model cannot honour, naming the key, before any work starts."""
+        if 'scale' in opt:
+            raise KeyError(f'scale: {opt["scale"]!r} at the top level would overwrite every dataset\'s own scale '
+                           '(BasicSR copies it into each dataset); remove it and give each val/test dataset a scale.')
+        train_opt = opt.get('train') or {}
+        if opt.get('is_train', True) and train_opt:
+            if not train_opt.get('pixel_opt'):
+                raise KeyError('train.pixel_opt is required: ArbitraryScaleSRModel trains with a pixel loss '
+                               'on queries.')
+            if train_opt.get('perceptual_opt'):
+                raise KeyError('train.perceptual_opt is not supported: training queries are scattered pixels, '
+                               'not images.')
+        val_opt = opt.get('val') or {}
+        unknown = sorted(set(val_opt) - VAL_KEYS)
+        if unknown:
+            raise KeyError(f'val: unknown key(s) {unknown}; allowed: {sorted(VAL_KEYS)}')
+        chunk = val_opt.get('query_chunk', 30000)
+        if not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f'val.query_chunk must be a positive integer, got {chunk!r}')
+        for section, section_opt in (('train', train_opt), ('val', val_opt)):  # see utils/precision.py
+            check_precision(section_opt.get('mixed_precision', 'fp32'), f'{section}.mixed_precision')
+        if not isinstance(opt.get('channels_last', False), bool):
+            raise ValueError(f'channels_last must be true or false, got {opt["channels_last"]!r}')
+        for name, metric_opt in (val_opt.get('metrics') or {}).items():
+            metric_type = (metric_opt or {}).get('type')
+            if metric_type not in METRIC_REGISTRY or not metric_type.endswith('_pt'):
+                raise ValueError(f'val.metrics.{name}.type: {metric_type!r} is not a float-tensor metric; '
+                                 'use calculate_psnr_pt or calculate_ssim_pt (outputs are evaluated as float, '
+                                 'not rounded to uint8).')
+            if 'crop_border' in metric_opt:
+                raise KeyError(f'val.metrics.{name}.crop_border: the border is set per val dataset by its '
+                               '`shave` key (default: ceil(scale)); remove crop_border.')
+
     def __init__(self, opt: Dict[str, Any]) -> None:
-        check_model_options(opt)
+        self.check_options(opt)
         super().__init__(opt)
         self.bicubic_results: Dict[str, Dict[str, float]] = {}
+        self.train_precision = (opt.get('train') or {}).get('mixed_precision', 'fp32')
+        self.val_precision = (opt.get('val') or {}).get('mixed_precision', 'fp32')
+        self.grad_scaler = grad_scaler(self.device, self.train_precision)
+
+    def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
+        # Top-level `channels_last: true` (ours): NHWC convolutions, before any DDP wrapping.
+        if self.opt.get('channels_last'):
+            net = net.to(memory_format=torch.channels_last)
+        return super().model_to_device(net)
 
     def feed_data(self, data: Dict[str, Any]) -> None:
         super().feed_data(data)
@@ -76,17 +93,16 @@ class ArbitraryScaleSRModel(SRModel):
 
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad()
-        self.output = self.net_g(self.lq, self.coord, self.cell)
-        l_pix = self.cri_pix(self.output, self.gt)
-        if not torch.isfinite(l_pix):
-            # Skip the step: stepping on a non-finite loss would poison the weights (and EMA).
-            files = ', '.join(self.batch_files or [])
-            get_root_logger().error(f'Non-finite loss {l_pix.item()} at iter {current_iter}; step skipped. '
-                                    f'Batch files: {files}')
+        with autocast(self.device, self.train_precision):
+            self.output = self.net_g(self.lq, self.coord, self.cell)
+        l_pix = self.cri_pix(self.output.float(), self.gt)
+        if skip_non_finite_step(l_pix, current_iter, self.batch_files):
+            # Every rank skips together (no weight or EMA update): see skip_non_finite_step.
             self.log_dict = OrderedDict(l_pix=float('nan'))
             return
-        l_pix.backward()
-        self.optimizer_g.step()
+        self.grad_scaler.scale(l_pix).backward()  # fp16: scaled loss, and no step on inf gradients
+        self.grad_scaler.step(self.optimizer_g)
+        self.grad_scaler.update()
         self.log_dict = self.reduce_loss_dict(OrderedDict(l_pix=l_pix))
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
@@ -131,12 +147,13 @@ class ArbitraryScaleSRModel(SRModel):
         batch = lq.shape[0]
         coord = make_coord(out_size, device=lq.device)
         cell = make_cell(out_size, chunk, device=lq.device)
-        state = net.encode(lq)
         output = lq.new_empty(batch, coord.shape[0], 3)
-        for start in range(0, coord.shape[0], chunk):
-            part = coord[start:start + chunk]
-            output[:, start:start + part.shape[0]] = net.query(
-                state, part.expand(batch, -1, -1), cell[:part.shape[0]].expand(batch, -1, -1))
+        with autocast(lq.device, self.val_precision):
+            state = net.encode(lq)
+            for start in range(0, coord.shape[0], chunk):
+                part = coord[start:start + chunk]
+                output[:, start:start + part.shape[0]] = net.query(
+                    state, part.expand(batch, -1, -1), cell[:part.shape[0]].expand(batch, -1, -1))
         net.train(was_training)
         return output.permute(0, 2, 1).reshape(batch, 3, *out_size)
 
@@ -154,6 +171,12 @@ class ArbitraryScaleSRModel(SRModel):
     def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
         self._validate(dataloader, current_iter, tb_logger, save_img)
 
+    def validation(self, dataloader, current_iter, tb_logger, save_img=False):
+        super().validation(dataloader, current_iter, tb_logger, save_img)
+        if tb_logger is not None:  # rank 0; draws GaussianSR's bank and kernel choices (inference/explain.py)
+            from ..inference.explain import log_validation_figures  # matplotlib only when there is a logger
+            log_validation_figures(self._eval_net(), dataloader.dataset, tb_logger, current_iter)
+
     def _validate(self, dataloader, current_iter, tb_logger, save_img: bool) -> None:
         """Evaluates one val set; each rank takes every world_size-th image, metrics are summed."""
         dataset = dataloader.dataset
@@ -164,13 +187,17 @@ class ArbitraryScaleSRModel(SRModel):
         names = list(metric_opts)
         # sums[0]: the network; sums[1]: bicubic; last column: image count.
         sums = torch.zeros(2, len(names) + 1, dtype=torch.float64, device=self.device)
-        for index in range(rank, len(dataset), world_size):
+        indices = range(rank, len(dataset), world_size)
+        # val.pbar, as BasicSR's SRModel: a progress bar (rank 0's share of the images).
+        show_pbar = (self.opt.get('val') or {}).get('pbar') and rank == 0
+        pbar = tqdm(total=len(indices), unit='image') if show_pbar else None
+        for index in indices:
             val_data = default_collate([dataset[index]])
             self.feed_data(val_data)
             self.test()
             sr = self.output.clamp(0, 1)
+            img_name = osp.splitext(osp.basename(val_data['gt_path'][0]))[0]
             if save_img:
-                img_name = osp.splitext(osp.basename(val_data['gt_path'][0]))[0]
                 atomic_imwrite(tensor2img(sr), self._visualization_path(dataset_name, img_name, current_iter))
             if hasattr(self, 'gt'):
                 sums[0, :-1] += self._metric_values(sr, self.gt, metric_opts)
@@ -181,8 +208,19 @@ class ArbitraryScaleSRModel(SRModel):
             del self.lq, self.output
             if hasattr(self, 'gt'):
                 del self.gt
+            if pbar is not None:
+                pbar.update(1)
+                pbar.set_description(f'Test {img_name}')
+        if pbar is not None:
+            pbar.close()
         if world_size > 1:
             torch.distributed.all_reduce(sums)
+        # GaussianSR: how sure its classifier is of each pixel's kernel (1: one-hot, 1/K: uniform).
+        max_prob = getattr(self._eval_net(), 'pop_kernel_max_prob', lambda: None)()
+        if max_prob is not None:
+            get_root_logger().info(f'Validation {dataset_name}: kernel_max_prob {max_prob:.4f}')
+            if tb_logger:
+                tb_logger.add_scalar(f'kernel_max_prob/{dataset_name}', max_prob, current_iter)
         count = sums[0, -1].item()
         if not names or count == 0:
             return
@@ -200,19 +238,11 @@ class ArbitraryScaleSRModel(SRModel):
 
     def _metric_opts(self, dataset) -> Dict[str, Dict[str, Any]]:
         """The val metrics with this val set's shave (and Y-channel choice, when it sets one)."""
-        shave = dataset.shave if hasattr(dataset, 'shave') else 0
-        opts = {}
-        for name, metric_opt in ((self.opt.get('val') or {}).get('metrics') or {}).items():
-            metric_opt = dict(metric_opt, crop_border=shave)
-            if 'test_y_channel' in dataset.opt:
-                metric_opt['test_y_channel'] = dataset.opt['test_y_channel']
-            opts[name] = metric_opt
-        return opts
+        return metric_options((self.opt.get('val') or {}).get('metrics') or {}, dataset)
 
     @staticmethod
     def _metric_values(img: torch.Tensor, gt: torch.Tensor, metric_opts: Dict[str, Dict[str, Any]]) -> torch.Tensor:
-        values = [float(calculate_metric({'img': img, 'img2': gt}, opt_).mean()) for opt_ in metric_opts.values()]
-        return torch.tensor(values, dtype=torch.float64, device=gt.device)
+        return torch.tensor(metric_values(img, gt, metric_opts), dtype=torch.float64, device=gt.device)
 
     def _log_bicubic_comparison(self, dataset_name: str) -> None:
         bicubic = self.bicubic_results.get(dataset_name, {})

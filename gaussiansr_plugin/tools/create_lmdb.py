@@ -30,11 +30,10 @@ import numpy as np
 from tqdm import tqdm
 
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports it)
-from gaussiansr_plugin.tools import encode_png, list_images, read_image, shape_hwc, tool_parser
-from gaussiansr_plugin.utils.image_io import ImageError
+from gaussiansr_plugin.tools.common import encode_png, list_images, shape_hwc
+from gaussiansr_plugin.utils.command_line import command_parser
+from gaussiansr_plugin.utils.image_io import ImageError, read_image
 
-# Test hook: seconds to sleep after each commit, so a test can kill a build half-way.
-COMMIT_DELAY_ENV = 'GAUSSIANSR_TEST_LMDB_COMMIT_DELAY'
 PAGE_SIZE = 4096
 # Commit at least this often by size too: a write transaction keeps its dirty pages in memory.
 MAX_BATCH_BYTES = 512 * 1024**2
@@ -152,7 +151,6 @@ def _remove_stale_temporaries(target: str) -> None:
 def _write(env: Any, tmp_path: str, jobs: Iterable[Tuple[str, bytes, Shape]], keys: Dict[str, str],
            map_size: int, compress_level: int, batch: int) -> int:
     """Puts the encoded images into ``env`` in batches, growing the map as needed; returns bytes."""
-    delay = float(os.environ.get(COMMIT_DELAY_ENV, 0))
     used = total_bytes = pending = pending_bytes = 0
     meta_lines = []
     txn = env.begin(write=True)
@@ -173,8 +171,6 @@ def _write(env: Any, tmp_path: str, jobs: Iterable[Tuple[str, bytes, Shape]], ke
             if pending >= batch or pending_bytes >= MAX_BATCH_BYTES:
                 txn.commit()
                 pending = pending_bytes = 0
-                if delay:
-                    time.sleep(delay)
                 txn = env.begin(write=True)
         txn.commit()
     except BaseException:
@@ -260,7 +256,7 @@ def _move_into_place(tmp_path: str, output: str, overwrite: bool) -> None:
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = tool_parser('gaussiansr_plugin.tools.create_lmdb', __doc__)
+    parser = command_parser('gaussiansr_plugin.tools.create_lmdb', __doc__)
     parser.add_argument('-i', '--input', nargs='+', required=True, help='image folder(s), not recursive')
     parser.add_argument('-o', '--output', required=True, help='target LMDB folder, ending with .lmdb')
     parser.add_argument('--compress-level', type=int, default=1, help='PNG zlib level 0-9 (default: 1)')

@@ -27,9 +27,10 @@ from typing import List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports it)
-from gaussiansr_plugin.tools import (check_output_folder, is_temp_file, list_images, read_image, tool_parser,
-                                     write_png_atomic)
-from gaussiansr_plugin.utils.image_io import ImageError
+from gaussiansr_plugin.tools.common import check_output_folder, list_images, write_png_atomic
+from gaussiansr_plugin.utils.command_line import command_parser
+from gaussiansr_plugin.utils.file_io import is_temp_file
+from gaussiansr_plugin.utils.image_io import ImageError, read_image
 
 SUBIMAGE_PATTERN = re.compile(r'_s\d{3,}\.png$')
 
@@ -135,7 +136,7 @@ def extract_subimages(inputs: Sequence[str],
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = tool_parser('gaussiansr_plugin.tools.extract_subimages', __doc__)
+    parser = command_parser('gaussiansr_plugin.tools.extract_subimages', __doc__)
     parser.add_argument('-i', '--input', nargs='+', required=True, help='HR image folder(s)')
     parser.add_argument('-o', '--output', required=True, help='folder for the sub-images')
     parser.add_argument('--crop-size', type=int, default=480, help='sub-image side (default: 480)')

@@ -27,9 +27,9 @@ import torch
 from tqdm import tqdm
 
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports it)
-from gaussiansr_plugin.tools import (check_output_folder, list_images, read_image, scale_name, tool_parser,
-                                     write_png_atomic)
-from gaussiansr_plugin.utils.image_io import ImageError
+from gaussiansr_plugin.tools.common import check_output_folder, list_images, write_png_atomic
+from gaussiansr_plugin.utils.command_line import command_parser
+from gaussiansr_plugin.utils.image_io import ImageError, read_image, scale_name
 from gaussiansr_plugin.utils.resize import imresize_matlab
 
 
@@ -89,7 +89,7 @@ def make_benchmark_lr(hr_folder: str,
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = tool_parser('gaussiansr_plugin.tools.make_benchmark_lr', __doc__)
+    parser = command_parser('gaussiansr_plugin.tools.make_benchmark_lr', __doc__)
     parser.add_argument('-i', '--input', required=True, help='HR image folder')
     parser.add_argument('-o', '--output', default=None,
                         help='folder to hold LR_bicubic/ (default: the parent of the HR folder)')

@@ -1,9 +1,12 @@
 """Reading images with one clear error per bad file, and the naming conventions of image sets."""
+from typing import Optional
+
 import cv2
 import numpy as np
 import torch
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
 class ImageError(ValueError):
@@ -50,13 +53,48 @@ def to_bgr(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+def strip_png_color_profile(data: bytes) -> bytes:
+    """``data`` without its PNG ``iCCP`` chunk (embedded colour profile); other bytes unchanged.
+
+    OpenCV returns the stored values and never applies a colour profile, so the pixels stay
+    identical; but libpng validates the profile and prints ``libpng warning: iCCP: ...`` to
+    stderr for a malformed one (scikit-image's page.png, read by the demo), which users take
+    for an error. Only the chunks before the image data are walked (iCCP must precede IDAT).
+    """
+    if not data.startswith(PNG_SIGNATURE):
+        return data
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        kind = data[pos + 4:pos + 8]
+        end = pos + 12 + int.from_bytes(data[pos:pos + 4], 'big')  # length, type, data, CRC
+        if kind == b'iCCP' and end <= len(data):
+            return data[:pos] + data[end:]
+        if kind == b'IDAT':
+            break
+        pos = end
+    return data
+
+
+def decode_image(data: bytes) -> Optional[np.ndarray]:
+    """``cv2.imdecode(..., IMREAD_UNCHANGED)`` of a file's bytes, without libpng's colour-profile
+    warnings (see ``strip_png_color_profile``); None when ``data`` is empty or undecodable."""
+    if not data:
+        return None
+    return cv2.imdecode(np.frombuffer(strip_png_color_profile(data), np.uint8), cv2.IMREAD_UNCHANGED)
+
+
 def read_image(path: str, to_color: bool = True) -> np.ndarray:
     """Reads an image file as OpenCV does (BGR, uint8/uint16), checked (see ``check_image``).
 
     Args:
         to_color (bool): Return H x W x 3 BGR (gray repeated); else the pixels as stored.
     """
-    img = check_image(cv2.imread(path, cv2.IMREAD_UNCHANGED), path)
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError:  # missing or unreadable: check_image names the file
+        data = b''
+    img = check_image(decode_image(data), path)
     return to_bgr(img) if to_color else img
 
 
@@ -67,7 +105,6 @@ def decode_rgb(data: bytes, name: str) -> torch.Tensor:
         data (bytes): The file's contents.
         name (str): The file name or LMDB key, used in error messages.
     """
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
-    img = to_bgr(check_image(img, repr(name)))[:, :, ::-1]
+    img = to_bgr(check_image(decode_image(data), repr(name)))[:, :, ::-1]
     tensor = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)).astype(np.float32))
     return tensor / np.iinfo(img.dtype).max

@@ -8,6 +8,7 @@ import yaml
 
 from basicsr.utils.options import ordered_yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
+from .checkpoint import load_weights
 
 
 class OptionError(SystemExit):
@@ -46,8 +47,27 @@ def _require(opt: Dict[str, Any], dotted: str) -> Any:
     return node
 
 
+def build_network(net_opt: Dict[str, Any]) -> Any:
+    """Builds the ``network_g`` an option file describes; raises KeyError/ValueError naming the key."""
+    net_opt = dict(net_opt or {})
+    net_type = net_opt.pop('type', None)
+    if net_type not in ARCH_REGISTRY:
+        raise KeyError(f'network_g.type: {net_type!r} is not a registered arch')
+    net_cls = ARCH_REGISTRY.get(net_type)
+    try:
+        inspect.signature(net_cls).bind(**net_opt)
+    except TypeError as err:
+        allowed = list(inspect.signature(net_cls).parameters)
+        raise KeyError(f'network_g: {err} (keys of {net_type}: {allowed})') from err
+    return net_cls(**net_opt)
+
+
 def check_options(opt: Dict[str, Any], is_train: bool) -> None:
-    """Checks the keys BasicSR and the plugin read; raises KeyError/ValueError naming the key."""
+    """Checks the keys BasicSR and the plugin read; raises KeyError/ValueError naming the key.
+
+    The registered dataset and model classes that define ``check_options`` (a staticmethod)
+    check their own keys, found through BasicSR's registries.
+    """
     for key in ('name', 'model_type', 'num_gpu', 'datasets', 'network_g', 'path'):
         _require(opt, key)
     if is_train:
@@ -74,20 +94,9 @@ def check_options(opt: Dict[str, Any], is_train: bool) -> None:
                 lists_images = checked.get('image_names') or checked.get('meta_info_file')
                 if os.path.isdir(path) and not path.endswith('.lmdb') and not lists_images and not _has_image(path):
                     raise FileNotFoundError(f'datasets.{phase_key}.{key} holds no images: {path}')
-    net_opt = dict(opt['network_g'])
-    net_type = net_opt.pop('type', None)
-    if net_type not in ARCH_REGISTRY:
-        raise KeyError(f'network_g.type: {net_type!r} is not a registered arch')
-    net_cls = ARCH_REGISTRY.get(net_type)
-    try:
-        inspect.signature(net_cls).bind(**net_opt)
-    except TypeError as err:
-        allowed = list(inspect.signature(net_cls).parameters)
-        raise KeyError(f'network_g: {err} (keys of {net_type}: {allowed})') from err
-    net = net_cls(**net_opt)  # cheap; surfaces value errors that name their key
+    net = build_network(opt['network_g'])  # cheap; surfaces value errors that name their key
     checkpoint = (opt.get('path') or {}).get('pretrain_network_g')
     if checkpoint and not (is_train and (opt.get('path') or {}).get('resume_state')):
-        from ..compat import load_weights
         try:
             load_weights(net, os.path.expanduser(checkpoint), opt['path'].get('strict_load_g', True),
                          opt['path'].get('param_key_g', 'params'))
@@ -96,9 +105,9 @@ def check_options(opt: Dict[str, Any], is_train: bool) -> None:
     model_type = opt['model_type']
     if model_type not in MODEL_REGISTRY:
         raise KeyError(f'model_type: {model_type!r} is not a registered model')
-    if model_type == 'ArbitraryScaleSRModel':
-        from ..models.arbitrary_scale_sr_model import check_model_options
-        check_model_options(dict(opt, is_train=is_train))
+    model_cls = MODEL_REGISTRY.get(model_type)
+    if hasattr(model_cls, 'check_options'):
+        model_cls.check_options(dict(opt, is_train=is_train))
 
 
 def apply_force_yml(opt: Dict[str, Any], entries: List[str]) -> None:

@@ -1,15 +1,25 @@
-"""The side-by-side figure of ``compare``: the same HR crop of every method, zoomed, captioned.
+"""The side-by-side figure of the benchmark: the same HR crop of every method, zoomed, captioned.
 
-Layout: panels left to right (HR, Bicubic, then the methods), each the crop enlarged ``zoom``
-times with nearest-neighbour (pixels stay visible), separated and framed by ``MARGIN`` white
-pixels, with the caption lines under each panel and one footer line for the whole figure.
-Width = n_panels * crop_w * zoom + (n_panels + 1) * MARGIN. Drawn with OpenCV only.
+While evaluating, a ``FigureCapture`` keeps the outputs of the figure's image (one set, scale
+and image); ``draw_figure`` then writes it. Layout: panels left to right (HR, Bicubic, then the
+methods), each the crop enlarged ``zoom`` times with nearest-neighbour (pixels stay visible),
+separated and framed by ``MARGIN`` white pixels, with the caption lines under each panel and one
+footer line for the whole figure. Width = n_panels * crop_w * zoom + (n_panels + 1) * MARGIN.
+Drawn with OpenCV only.
 """
-from typing import List, Optional, Sequence, Tuple
+import math
+import sys
+from dataclasses import dataclass
+from os import path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
+
+from gaussiansr_plugin.benchmark.methods import BICUBIC
+from gaussiansr_plugin.utils.file_io import atomic_imwrite
+from gaussiansr_plugin.utils.image_io import scale_name
 
 MARGIN = 8  # white pixels around and between panels
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -17,6 +27,37 @@ MAX_FONT_SCALE = 0.5
 MIN_FONT_SCALE = 0.25
 
 Crop = Tuple[int, int, int, int]  # x, y, w, h on the HR image
+
+
+@dataclass
+class FigureTarget:
+    set_name: str
+    image: Optional[str]  # file stem; None: the set's first image
+    scale: float
+
+
+@dataclass
+class FigureCapture:
+    """The outputs of the figure's image, kept while evaluating."""
+    target: FigureTarget
+    image: str = ''
+    protocol: str = ''
+    shave: int = 0
+    hr: Optional[torch.Tensor] = None
+    outputs: Optional[Dict[str, torch.Tensor]] = None
+    psnr: Optional[Dict[str, float]] = None
+
+    def wants(self, set_name: str, scale: float, image: str) -> bool:
+        """Whether ``image`` of ``set_name`` at ``scale`` is the figure's (the first match only)."""
+        return (self.outputs is None and self.target.set_name == set_name and math.isclose(self.target.scale, scale)
+                and self.target.image in (None, image))
+
+    def keep(self, image: str, hr: torch.Tensor, outputs: Dict[str, torch.Tensor], psnr: Dict[str, float],
+             y_channel: bool, shave: int) -> None:
+        """Records the figure's image: HR and method outputs (3, H, W) and the PSNR under its protocol."""
+        self.image, self.hr, self.outputs, self.psnr = image, hr, outputs, psnr
+        self.protocol = f'{"Y" if y_channel else "RGB"}, shave {shave}'
+        self.shave = shave
 
 
 def parse_crop(text: str) -> Crop:
@@ -117,3 +158,38 @@ def make_figure(panels: Sequence[Tuple[Sequence[str], np.ndarray]], crop: Crop, 
     if footer:
         cv2.putText(figure, footer, (MARGIN, height - MARGIN - 4), FONT, footer_scale, (80, 80, 80), 1, cv2.LINE_AA)
     return figure
+
+
+def draw_figure(capture: FigureCapture, names: Sequence[str], out: str, crop_text: Optional[str], crop_size: int,
+                zoom: int) -> Optional[str]:
+    """Writes the figure PNG of ``capture`` into ``out``; returns its path (None when nothing was
+    captured).
+
+    Args:
+        names: Methods in panel order (those without an output at the figure's scale are left out).
+        crop_text (str, optional): ``--crop`` x,y,w,h; None: the ``crop_size``² window where bicubic
+            errs most.
+    """
+    if capture.outputs is None:
+        print(f'No figure: set {capture.target.set_name!r} has no image {capture.target.image!r} evaluated at '
+              f'x{capture.target.scale:g}', file=sys.stderr)
+        return None
+    hr = capture.hr
+    height, width = hr.shape[-2:]
+    what = f'{capture.target.set_name} {capture.image} at x{capture.target.scale:g}'
+    if crop_text:
+        crop = parse_crop(crop_text)
+        check_crop(crop, height, width, what)
+    else:
+        crop = worst_bicubic_crop(capture.outputs[BICUBIC], hr, crop_size, capture.shave)
+    panels = [(['HR'], to_bgr_uint8(hr))]
+    for name in names:
+        if name in capture.outputs:
+            panels.append(([name, f'{capture.psnr[name]:.2f} dB'], to_bgr_uint8(capture.outputs[name])))
+    x, y, w, h = crop
+    footer = (f'{what}, crop x={x} y={y} {w}x{h} zoomed x{zoom}; '
+              f'PSNR of the full image ({capture.protocol})')
+    figure = make_figure(panels, crop, zoom, footer)
+    path = osp.join(out, f'figure_{capture.target.set_name}_{capture.image}_x{scale_name(capture.target.scale)}.png')
+    atomic_imwrite(figure, path)
+    return path

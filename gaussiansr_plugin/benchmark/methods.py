@@ -1,4 +1,4 @@
-"""The methods ``compare`` evaluates: BasicSR models built from option files, and bicubic.
+"""The methods the benchmark compares: BasicSR models built from option files, and bicubic.
 
 A method is given as ``NAME=OPTION_FILE[:CHECKPOINT]``. The option file's ``model_type`` and
 ``network_g`` say what to build; BasicSR's ``build_model`` builds it with ``is_train: False``,
@@ -126,6 +126,17 @@ class ModelMethod(Method):
 def quiet_basicsr_logger() -> None:
     """BasicSR's logger prints every network and model creation at INFO; the harness prints its own lines."""
     get_root_logger().setLevel(logging.WARNING)
+
+
+def precision_context(device: torch.device, precision: str) -> torch.autocast:
+    """Where a cost measurement runs its calls: ``bf16`` is ``torch.autocast`` to bfloat16 on
+    ``device`` (the weights stay fp32, as a user's autocast inference), ``fp32`` changes nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16')
+
+
+def probe_input(lq_size: int, device: torch.device) -> torch.Tensor:
+    """The LR input cost is measured on: (1, 3, lq_size, lq_size) uniform noise, fixed seed."""
+    return torch.rand(1, 3, lq_size, lq_size, generator=torch.Generator().manual_seed(0)).to(device)
 
 
 def _model_options(spec: MethodSpec, device: torch.device, is_train: bool) -> Dict[str, Any]:

@@ -1,0 +1,82 @@
+"""LIIF's latent look-up, shared by the LIIF and MetaSR archs.
+
+* ``LatentState``: the per-image feature map, zero-padded and flattened channels-last;
+* ``nearest_latent``: index of the LR pixel that contains a point, as LIIF's
+  ``grid_sample(mode='nearest')`` picks it;
+* ``gather_latent``: the feature of that pixel, optionally with its 3x3 neighbourhood, as
+  ``F.unfold(feat, 3, padding=1)`` lays it out.
+
+LIIF's code unfolds the whole feature map (9C x h x w) on every ``query_rgb`` call; gathering
+the nine neighbours of the queried pixels only keeps a call at O(Q * 9C) memory, which matters
+because ``ArbitraryScaleSRModel.predict`` calls ``query`` once per chunk of queries.
+"""
+from dataclasses import dataclass
+from typing import Sequence, Tuple
+
+import torch
+from torch.nn import functional as F
+
+# LIIF's nudges: the shift that breaks ties on pixel borders, and the margin that keeps shifted
+# points inside the map.
+EPS_SHIFT = 1e-6
+EPS_CLAMP = 1e-6
+
+
+@dataclass
+class LatentState:
+    """What ``LIIF.encode`` / ``MetaSR.encode`` compute once per image.
+
+    ``feat`` is the encoder output zero-padded by one pixel (as ``F.unfold(..., padding=1)``
+    pads) and flattened channels-last, (B, (h + 2) * (w + 2), C), so that one ``torch.gather``
+    fetches the neighbourhoods of all queries. ``lq`` is the input image, kept for the
+    optional RGB skip (a reference, not a copy).
+    """
+    feat: torch.Tensor
+    lr_size: Tuple[int, int]
+    lq: torch.Tensor
+
+
+def make_latent_state(feat: torch.Tensor, lq: torch.Tensor) -> LatentState:
+    """Packs an encoder output (B, C, h, w) for ``gather_latent``, with its input ``lq``."""
+    h, w = feat.shape[-2:]
+    padded = F.pad(feat, (1, 1, 1, 1))
+    return LatentState(feat=padded.flatten(2).transpose(1, 2), lr_size=(h, w), lq=lq)
+
+
+def nearest_latent(coord: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
+    """(row, col) index (B, Q, 2, int64) of the LR pixel containing ``coord`` (B, Q, 2 in [-1, 1]).
+
+    Equals ``grid_sample(mode='nearest', align_corners=False)``'s choice except exactly on a
+    pixel border, which LIIF's ``EPS_SHIFT`` keeps the queries off.
+    """
+    size = coord.new_tensor(lr_size)
+    index = torch.floor((coord + 1) / 2 * size).long()
+    return torch.minimum(index.clamp(min=0), (size.long() - 1))
+
+
+def latent_centre(index: torch.Tensor, lr_size: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """Normalized (row, col) centre of the LR pixels at ``index`` (B, Q, 2), like LIIF's ``feat_coord``."""
+    size = torch.tensor(lr_size, dtype=dtype, device=index.device)
+    return (2 * index.to(dtype) + 1) / size - 1
+
+
+def gather_latent(state: LatentState, index: torch.Tensor, unfold: bool = True) -> torch.Tensor:
+    """Features of the LR pixels at ``index`` (B, Q, 2): (B, Q, 9C) with ``unfold``, else (B, Q, C).
+
+    The 9C layout is ``F.unfold``'s: channel-major, then the 3x3 offsets in row-major order;
+    neighbours outside the map are zero.
+    """
+    h, w = state.lr_size
+    batch, num_q = index.shape[:2]
+    channels = state.feat.shape[-1]
+    # Linear index of each pixel in the padded (h + 2, w + 2) map.
+    centre = (index[..., 0] + 1) * (w + 2) + index[..., 1] + 1
+    if unfold:
+        offsets = torch.tensor([dy * (w + 2) + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)], device=index.device)
+        flat = (centre.unsqueeze(-1) + offsets).reshape(batch, num_q * 9)
+    else:
+        flat = centre
+    picked = torch.gather(state.feat, 1, flat.unsqueeze(-1).expand(-1, -1, channels))
+    if not unfold:
+        return picked
+    return picked.view(batch, num_q, 9, channels).transpose(2, 3).reshape(batch, num_q, channels * 9)

@@ -1,0 +1,112 @@
+"""``basicsr explain``: see a GaussianSR network's Gaussians (paper Fig. 6-8), as PNGs or in TensorBoard.
+
+    basicsr explain [--model OPTION_FILE:CHECKPOINT] -i IMAGE -o DIR [--tile 256] [-g ID] [--quiet]
+
+Writes ``DIR/NAME_bank_kernels.png`` (the bank's kernels as ellipses with σx, σy, ρ, opacity),
+``NAME_bank_histograms.png`` (their histograms over the bank and as selected over the image),
+``NAME_kernel_usage.png`` (how often each kernel is selected, sorted) and ``NAME_kernel_map.png``
+(the selected kernel, its size and orientation per LR pixel beside the image). The kernel
+selected at an LR pixel is the classifier's argmax (what eval uses with ``eval_kernel: argmax``),
+computed tile by tile (exact: tiles carry the encoder's and classifier's receptive field).
+``ArbitraryScaleSRModel`` logs the same figures to TensorBoard at each validation of a GaussianSR.
+"""
+import argparse
+import sys
+from os import path as osp
+from typing import Any, Dict, List, Optional
+
+import cv2
+import numpy as np
+import torch
+
+from ..archs.gaussiansr_arch import GaussianSR
+from ..tools.common import check_output_folder
+from ..utils.file_io import atomic_imwrite
+from .figures import FIGURE_SIZES, KernelStats, draw_all
+from .image_file import read_input
+from .loading import choose_device, load_net
+from .receptive_field import conv_reach, encoder_reach
+from .tiling import tiled_lr_map
+from .command import OneLineParser, non_negative_int, run_reporting_errors
+from .upscale import DEFAULT_TILE
+
+
+def has_gaussians(net: torch.nn.Module) -> bool:
+    """Whether ``net`` is a GaussianSR with a Gaussian stream (``num_gs_feat`` > 0)."""
+    return isinstance(net, GaussianSR) and getattr(net, 'classifier', None) is not None
+
+
+@torch.no_grad()
+def kernel_stats(net: GaussianSR, lq: torch.Tensor, tile: int = DEFAULT_TILE) -> KernelStats:
+    """The bank and the kernel the classifier selects at every LR pixel of ``lq`` (1, 3, h, w) in [0, 1]."""
+    was_training = net.training
+    net.eval()
+    param = next(net.parameters())
+    pad = encoder_reach(net.encoder) + conv_reach(net.classifier)
+    labels = tiled_lr_map(lq.to(param.dtype), lambda x: net.classifier(net.encoder(x)).argmax(1, keepdim=True),
+                          pad, tile, param.device)
+    bank = net.bank().double().cpu().numpy()
+    net.train(was_training)
+    image = lq[0].permute(1, 2, 0).clamp(0, 1).double().cpu().numpy()
+    return KernelStats(bank=bank, labels=labels[0, 0].numpy(), image=image,
+                       sigma_range=(net.bank.sigma_min, net.bank.sigma_max))
+
+
+def log_validation_figures(net: torch.nn.Module, dataset: Any, tb_logger: Any, current_iter: int) -> None:
+    """Logs the figures for the first image of a validation set to TensorBoard (GaussianSR only)."""
+    if tb_logger is None or not has_gaussians(net) or len(dataset) == 0:
+        return
+    lq = dataset[0]['lq'].unsqueeze(0)
+    name = dataset.opt.get('name', 'val')
+    for figure, img in draw_all(kernel_stats(net, lq)).items():
+        tb_logger.add_image(f'explain_{name}/{figure}', img, current_iter, dataformats='HWC')
+
+
+def write_figures(stats: KernelStats, out_dir: str, stem: str) -> Dict[str, str]:
+    """Writes every figure as ``out_dir/stem_NAME.png`` (atomically); returns {name: path}."""
+    paths = {}
+    for name, img in draw_all(stats).items():
+        paths[name] = osp.join(out_dir, f'{stem}_{name}.png')
+        atomic_imwrite(np.ascontiguousarray(img[:, :, ::-1]), paths[name], [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog='basicsr explain', description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('-i', '--input', required=True, help='an image')
+    parser.add_argument('-o', '--output', required=True, help='output folder (created if missing)')
+    parser.add_argument('--model', help='OPTION_FILE:CHECKPOINT of a trained GaussianSR (default: as basicsr upscale)')
+    parser.add_argument('--tile', type=non_negative_int, default=DEFAULT_TILE,
+                        help=f'tile side in input pixels, 0 for none (default {DEFAULT_TILE})')
+    parser.add_argument('-g', '--gpu-id', type=int, default=None, help='CUDA device (default 0 when CUDA is present)')
+    parser.add_argument('--quiet', action='store_true', help='only the summary line')
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    image = read_input(args.input)
+    check_output_folder(args.output, overwrite=True)
+    loaded = load_net(args.model, choose_device(args.gpu_id))
+    if not has_gaussians(loaded.net):
+        raise ValueError(f'{loaded.option_file}: explain needs a GaussianSR with Gaussians (num_gs_feat > 0), '
+                         f'not {type(loaded.net).__name__}')
+    if not args.quiet:
+        print(f'Model: {loaded.description} ({loaded.option_file})', flush=True)
+    stats = kernel_stats(loaded.net, image.tensor(), args.tile)
+    paths = write_figures(stats, args.output, osp.splitext(osp.basename(args.input))[0])
+    if not args.quiet:
+        for name, path in paths.items():
+            print(f'Wrote {path} ({FIGURE_SIZES[name][0]}x{FIGURE_SIZES[name][1]})')
+    used = int((stats.counts > 0).sum())
+    print(f'{args.input}: {stats.labels.size:,} LR pixels select {used} of {len(stats.bank)} kernels; the '
+          f'{stats.dominant()} most selected cover 90% of them. {len(paths)} figures in {args.output}')
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``basicsr explain``; returns the exit status."""
+    return run_reporting_errors(run, build_parser().parse_args(argv))
+
+if __name__ == '__main__':
+    sys.exit(main())

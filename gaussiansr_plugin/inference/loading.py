@@ -1,0 +1,113 @@
+"""The network ``basicsr upscale`` / ``basicsr explain`` run: from ``--model OPTION_FILE:CHECKPOINT``,
+else the shipped weights, else the demo's checkpoint.
+
+The option file's ``network_g`` is built as the option check builds it (``utils/options.py``) and
+the checkpoint is loaded with ``weights_only=True`` (``utils/checkpoint.py``): EMA weights when
+the file has them, else ``params``; a file that does not fit fails with one line naming it.
+"""
+import glob
+from dataclasses import dataclass
+from os import path as osp
+from typing import Optional, Tuple
+
+import torch
+
+from ..archs.arch_util import ImplicitSRNet
+from ..utils.checkpoint import load_weights
+from ..utils.options import build_network, load_option_file
+
+# Shipped weights: NAME.yml (the option file) beside NAME.pth (the checkpoint).
+WEIGHTS_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'weights')
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO_OPTIONS = osp.join('options', 'train_gaussiansr_demo.yml')
+DEMO_CHECKPOINT = osp.join('experiments', 'GaussianSR_demo', 'models', 'net_g_latest.pth')
+DEFAULT_QUERY_CHUNK = 30000
+
+
+@dataclass
+class LoadedNet:
+    """A network ready for inference and where it came from."""
+    net: ImplicitSRNet
+    option_file: str
+    checkpoint: str
+    query_chunk: int
+
+    @property
+    def description(self) -> str:
+        params = sum(p.numel() for p in self.net.parameters())
+        return f'{type(self.net).__name__} ({params:,} parameters) from {self.checkpoint}'
+
+
+def split_model_arg(text: str) -> Tuple[str, Optional[str]]:
+    """``OPTION_FILE[:CHECKPOINT]`` -> (option file, checkpoint or None), split at the last ':'
+    unless what follows it is not a checkpoint name (a Windows drive letter)."""
+    head, colon, tail = text.rpartition(':')
+    if colon and len(head) > 1 and tail:
+        return head, tail
+    return text, None
+
+
+def default_model_arg() -> str:
+    """``OPTION_FILE:CHECKPOINT`` of the shipped weights, else of the demo run in the current directory.
+
+    Raises:
+        FileNotFoundError: Neither exists; the message says what to pass.
+    """
+    shipped = sorted(glob.glob(osp.join(WEIGHTS_DIR, '*.pth')))
+    pairs = [(osp.splitext(p)[0] + '.yml', p) for p in shipped if osp.isfile(osp.splitext(p)[0] + '.yml')]
+    if pairs:
+        preferred = [pair for pair in pairs if osp.basename(pair[1]).lower().startswith('gaussiansr')]
+        return '{}:{}'.format(*(preferred or pairs)[0])
+    if osp.isfile(DEMO_CHECKPOINT):
+        options = DEMO_OPTIONS if osp.isfile(DEMO_OPTIONS) else osp.join(REPO_ROOT, DEMO_OPTIONS)
+        return f'{options}:{DEMO_CHECKPOINT}'
+    raise FileNotFoundError(
+        f'No --model given and no default weights ({WEIGHTS_DIR} has none and the demo has not been run here: '
+        f'no {DEMO_CHECKPOINT}); pass --model OPTION_FILE:CHECKPOINT, e.g. --model '
+        'options/train_gaussiansr.yml:experiments/GaussianSR/models/net_g_latest.pth')
+
+
+def load_net(model_arg: Optional[str], device: torch.device) -> LoadedNet:
+    """Builds and loads the network ``model_arg`` names (None: ``default_model_arg()``), in eval mode on ``device``.
+
+    Raises:
+        OptionError: The option file is missing or malformed.
+        FileNotFoundError, KeyError, ValueError: No checkpoint, a bad ``network_g``, a network
+            that is not query-based, or a checkpoint that does not fit; the message names it.
+    """
+    option_file, checkpoint = split_model_arg(model_arg or default_model_arg())
+    opt = load_option_file(option_file)
+    try:
+        net = build_network(opt.get('network_g'))
+    except (KeyError, ValueError) as err:
+        raise ValueError(f'{option_file}: {err.args[0] if err.args else err}') from err
+    if not isinstance(net, ImplicitSRNet):
+        raise ValueError(f'{option_file}: {type(net).__name__} is not an arbitrary-scale network '
+                         '(GaussianSR, LIIF or MetaSR)')
+    path_opt = opt.get('path') or {}
+    checkpoint = checkpoint or path_opt.get('pretrain_network_g')
+    if not checkpoint:
+        raise FileNotFoundError(f'--model {model_arg}: no checkpoint (give OPTION_FILE:CHECKPOINT)')
+    checkpoint = osp.expanduser(checkpoint)
+    load_weights(net, checkpoint, strict=True, param_key=path_opt.get('param_key_g', 'params_ema'))
+    net.eval().requires_grad_(False).to(device)
+    chunk = (opt.get('val') or {}).get('query_chunk', DEFAULT_QUERY_CHUNK)
+    return LoadedNet(net, option_file, checkpoint, chunk if isinstance(chunk, int) and chunk > 0 else
+                     DEFAULT_QUERY_CHUNK)
+
+
+def choose_device(gpu_id: Optional[int]) -> torch.device:
+    """CUDA device ``gpu_id`` (default 0) when CUDA is present, else the CPU.
+
+    Raises:
+        ValueError: ``gpu_id`` names a device that is not there.
+    """
+    if not torch.cuda.is_available():
+        if gpu_id is not None:
+            raise ValueError(f'--gpu-id {gpu_id}: CUDA is not available on this machine (omit it to use the CPU)')
+        return torch.device('cpu')
+    index = gpu_id or 0
+    if not 0 <= index < torch.cuda.device_count():
+        raise ValueError(f'--gpu-id {index}: there are {torch.cuda.device_count()} CUDA devices')
+    return torch.device('cuda', index)
+
