@@ -14,10 +14,11 @@ import time
 
 import torch
 
+from gaussiansr_plugin.inference.command import return_freed_memory
 from gaussiansr_plugin.inference.image_file import read_input
 from gaussiansr_plugin.inference.loading import load_net
 from gaussiansr_plugin.inference.tiling import render
-from gaussiansr_plugin.inference.upscale import DEFAULT_TILE
+from gaussiansr_plugin.inference.upscale import DEFAULT_TILE, query_chunk
 
 
 def main() -> None:
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument('-s', '--scales', type=float, nargs='+', default=[2, 3, 4])
     parser.add_argument('--repeats', type=int, default=3)
     args = parser.parse_args()
+    return_freed_memory()  # as the command does
     loaded = load_net(args.model, torch.device('cpu'))
     lq = read_input(args.input).tensor()
     h, w = lq.shape[-2:]
@@ -34,7 +36,7 @@ def main() -> None:
 
     def timed(group):
         start = time.process_time()
-        render(loaded.net, lq, group, lambda *chunk: None, tile=DEFAULT_TILE, chunk=loaded.query_chunk)
+        render(loaded.net, lq, group, lambda *chunk: None, tile=DEFAULT_TILE, chunk=query_chunk(loaded))
         return time.process_time() - start
 
     together, separate = [], []

@@ -13,9 +13,10 @@ from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from conftest import TINY_GAUSSIANSR
 from gaussiansr_plugin.benchmark import cli, cost, figure, sets
-from gaussiansr_plugin.benchmark.methods import BICUBIC, parse_model_arg, precision_context
+from gaussiansr_plugin.benchmark.methods import BICUBIC, parse_model_arg
 from gaussiansr_plugin.tools import extract_subimages, make_benchmark_lr
 from gaussiansr_plugin.utils.options import check_options, load_option_file
+from gaussiansr_plugin.utils.precision import autocast
 from gaussiansr_plugin.utils.resize import imresize_matlab
 from helpers import write_smooth_images, write_yaml
 
@@ -171,9 +172,9 @@ def test_cost_at_each_precision_with_the_mean_latency(tmp_path):
 
 def test_bf16_precision_autocasts_the_measured_call():
     layer, x = torch.nn.Linear(4, 4), torch.rand(2, 4)
-    with precision_context(torch.device('cpu'), 'bf16'):
+    with autocast(torch.device('cpu'), 'bf16'):
         assert layer(x).dtype == torch.bfloat16
-    with precision_context(torch.device('cpu'), 'fp32'):
+    with autocast(torch.device('cpu'), 'fp32'):
         assert layer(x).dtype == torch.float32
 
 

@@ -1,5 +1,7 @@
 """GaussianSR: the windowed renderer, gradients, determinism, per-pixel kernels, output sizes."""
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,6 +9,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
 from conftest import TINY_GAUSSIANSR
+from gaussiansr_plugin.archs import gaussian_splat
 from gaussiansr_plugin.archs.gaussian_splat import build_splat_table, render_dense, splat_query, window_radius
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_plugin.utils.coord import make_cell, make_coord
@@ -61,8 +64,8 @@ class _LargestTensor(TorchDispatchMode):
 
 @pytest.mark.parametrize('train', [False, True])
 def test_renderer_memory_is_bounded_by_the_query_chunk(train):
-    # However many queries, no intermediate is larger than a block of `chunk` windows
-    # (3 conic coefficients per window pixel), the per-query output, or (backward) the table.
+    # However many queries, no intermediate is larger than a block of `chunk` windows (C
+    # amplitudes or 3 conic coefficients per window pixel), the per-query output or the table.
     amp, sx, sy, rho, _ = _random_gaussians(sigma_max=1.0, b=2, c=5, h=20, w=20)
     amp.requires_grad_(train)
     table = build_splat_table(amp, sx, sy, rho, 4)
@@ -72,7 +75,7 @@ def test_renderer_memory_is_bounded_by_the_query_chunk(train):
         out = splat_query(table, coord, chunk=chunk)
         if train:
             out.sum().backward()
-    bound = max(chunk * 81 * 3, 2 * num_q * 5, table.amplitude.numel())
+    bound = max(chunk * 81 * 5, 2 * num_q * 5, table.amplitude.numel())
     assert probe.largest <= bound
     assert 2 * num_q * 81 > 10 * bound  # a renderer holding every window at once would fail
 
@@ -96,6 +99,23 @@ def test_renderer_keeps_float32_under_autocast():
         mixed = splat_query(table, coord)
     assert table.amplitude.dtype == table.exponent.dtype == mixed.dtype == torch.float32
     assert torch.equal(mixed, reference)
+
+
+def test_renderer_benchmark_script_compares_two_renderers(capsys):
+    script = Path(__file__).resolve().parents[1] / 'scripts' / 'benchmark_renderer.py'
+    spec = importlib.util.spec_from_file_location('benchmark_renderer', script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:  # the renderer against itself: same output, every row of the table filled
+        module.main(['--old', gaussian_splat.__file__, '--sizes', '16', '--lq-size', '8', '--repeats', '1',
+                     '--threads', '1', '--train', '--train-batch', '1', '--train-lq', '8', '--channels-last'])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    for row in ('splat old', 'splat new', 'GaussianSR old', 'GaussianSR new', 'LIIF', 'encoder NHWC'):
+        assert f'| {row} |' in out
+    assert '16²: max |new - old| output 0.00e+00' in out
 
 
 def test_window_chosen_for_the_bank_sigma_range_is_wide_enough():

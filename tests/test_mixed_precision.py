@@ -29,8 +29,9 @@ def _model(is_train=False, train_precision=None, val_precision=None, device=torc
 def _batch(device):
     gen = torch.Generator().manual_seed(1)
     coord = make_coord((24, 24))[torch.randperm(576, generator=gen)[:200]]
-    return dict(lq=torch.rand(2, 3, 12, 12, generator=gen).to(device), gt=torch.rand(2, 200, 3, generator=gen).to(device),
-                coord=coord.expand(2, -1, -1).to(device), cell=make_cell((24, 24), 200).expand(2, -1, -1).to(device))
+    batch = dict(lq=torch.rand(2, 3, 12, 12, generator=gen), gt=torch.rand(2, 200, 3, generator=gen),
+                 coord=coord.expand(2, -1, -1), cell=make_cell((24, 24), 200).expand(2, -1, -1))
+    return {key: value.to(device) for key, value in batch.items()}
 
 
 def test_bf16_inference_is_close_to_fp32(device):

@@ -16,14 +16,15 @@ unnormalized weight is below ``exp(-(r + ½)² / (2 σ_max²))`` (``dᵀΣ⁻¹d
 any d). ``render_dense`` is the paper's Algorithm 1 (every Gaussian at every query) and serves
 as the reference in tests.
 
-``splat_query`` works on blocks of queries: one gather fetches the whole window of every query
-of a block, and a handful of batched operations weigh and sum it, instead of one small gather
-and a dozen small operations per window offset (81 of each for r = 4), which cost more in
-dispatch and thread synchronization than in arithmetic, above all on shared cores.
+``splat_query`` works on blocks of queries: one gather fetches the conics of every window of a
+block, a handful of batched operations compute all their weights, and one ``embedding_bag``
+sums the weighted amplitude rows; not one small gather and a dozen small operations per window
+offset (81 of each for r = 4), which cost more in dispatch and thread synchronization than in
+arithmetic, above all on shared cores.
 """
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torch
 
@@ -33,7 +34,7 @@ from .arch_util import coord_to_lr_pixels
 SPLAT_CHUNK = 2048
 # Window weights below exp(EXP_FLOOR) ≈ 9e-14 are set to 0, as the Gaussians outside the window
 # (which weigh up to ``window_tolerance``, 1e-4 by default) are. Why: exp(x) for x below about -87
-# and products with results below ~1e-38 are denormal in float32 and about 50x slower on x86; a
+# and products with results below ~1e-38 are denormal in float32, many times slower on x86; a
 # weight of 0, or one of at least 9e-14, keeps every product (weight·amplitude, weight·gradient)
 # in normal range in practice. The error is below 9e-14 · (2r+1)² · max|amplitude|.
 EXP_FLOOR = -30.0
@@ -76,8 +77,8 @@ class SplatTable:
 
 
 def _full_precision(device: torch.device) -> torch.autocast:
-    """Turns autocast off: exponents, normalizers and window sums need float32 (a bfloat16
-    exponent of -40 is off by 0.25, i.e. a weight off by 25%)."""
+    """Turns autocast off: exponents, normalizers and window sums need float32 (bfloat16 spaces
+    numbers near -40 by 0.25: a weight e^-40 could come out 13% off)."""
     return torch.autocast(device_type=device.type, enabled=False)
 
 
@@ -130,7 +131,8 @@ class _Windows:
     def __len__(self) -> int:
         return self.corner.shape[0]
 
-    def weights(self, exponent: torch.Tensor, start: int, stop: int):
+    def weights(self, exponent: torch.Tensor, start: int,
+                stop: int) -> Tuple[torch.Tensor, torch.Tensor, Tuple[torch.Tensor, ...]]:
         """For queries ``start:stop``: table rows (n, side²) of their windows, the Gaussians'
         weights there (n, side²) and dx², dx·dy, dy² (broadcastable to (n, side, side))."""
         n, side = stop - start, self.shifts.shape[0]
@@ -178,12 +180,13 @@ class _WindowSum(torch.autograd.Function):
                 stop = min(start + chunk, len(windows))
                 index, weight, terms = windows.weights(exponent, start, stop)
                 grad, flat = grad_out[start:stop], index.view(-1)
-                if grad_amplitude is not None:
-                    grad_amplitude.index_add_(0, flat, (weight.unsqueeze(2) * grad.unsqueeze(1)).view(flat.shape[0], -1))
+                if grad_amplitude is not None:  # d out / d amplitude row = weight
+                    grad_amplitude.index_add_(0, flat, (weight.unsqueeze(2) * grad.unsqueeze(1)).flatten(0, 1))
                 if grad_exponent is not None:
-                    # d out / d power = weight · <amplitude row, grad>; the weights set to 0 get none.
+                    # d out / d power = weight · amplitude row; the weights set to 0 get none.
                     rows = amplitude.index_select(0, flat).view(*weight.shape, -1)
-                    grad_power = (torch.bmm(rows, grad.unsqueeze(2)).view_as(weight) * weight).view(-1, *terms[1].shape[1:])
+                    grad_power = torch.bmm(rows, grad.unsqueeze(2)).view_as(weight) * weight
+                    grad_power = grad_power.view(terms[1].shape)  # (n, side, side), as the terms broadcast
                     grad_exponent.index_add_(0, flat, torch.stack([grad_power * t for t in terms], dim=-1).view(-1, 3))
         return grad_amplitude, grad_exponent, None, None
 
@@ -195,10 +198,10 @@ def splat_query(table: SplatTable, coord: torch.Tensor, chunk: int = SPLAT_CHUNK
     its windows' conics, a few batched operations on the (2r+1)² weights of every query and one
     weighted sum of table rows (``embedding_bag``). Besides the output and O(queries) indices, a
     block holds at most about ``chunk · (2r+1)² · 12`` values at once (window indices, conics,
-    powers and weights; in backward also the window's amplitude rows, C more: about 8 MB and
-    13 MB in float32 for r = 4, C = 8 and the default chunk), whatever the number of queries,
-    in inference and in training (backward recomputes each block). Backward adds one
-    gradient of the table's size.
+    powers, weights), and in backward, which recomputes each block, ``chunk · (2r+1)² · (2C + 15)``
+    (also the window's amplitude rows and their gradients): for r = 4, C = 8 and the default
+    chunk about 8 MB and 21 MB in float32, whatever the number of queries, in inference and in
+    training. Backward adds one gradient of the table's size.
 
     Args:
         table (SplatTable): From ``build_splat_table``.

@@ -23,8 +23,9 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from gaussiansr_plugin.benchmark import memory
-from gaussiansr_plugin.benchmark.methods import Method, MethodSpec, build_train_model, precision_context, probe_input
+from gaussiansr_plugin.benchmark.methods import Method, MethodSpec, build_train_model, probe_input
 from gaussiansr_plugin.utils.coord import make_cell, make_coord
+from gaussiansr_plugin.utils.precision import autocast
 
 CPU_MEMORY_MEASURE = ('fresh process: peak RSS (VmHWM) - RSS after build + warm-up, less file-backed RSS growth, '
                       'MALLOC_MMAP_THRESHOLD_=131072')
@@ -47,13 +48,13 @@ def output_size(method: Method, lq_size: int, size: int) -> Optional[int]:
 def measure_latency(methods: Sequence[Method], size: int, lq_size: int, device: torch.device, warmup: int,
                     repeats: int, precision: str = 'fp32', stat: str = 'median') -> List[float]:
     """Median (``stat``: or mean) wall time (ms) of each method's ``upscale`` from ``lq_size``²
-    to ``size``², at ``precision`` (``methods.precision_context``).
+    to ``size``², at ``precision`` (``utils.precision.autocast``).
 
     The timed calls are interleaved (one call of every method per round), so that a change of
     background load affects every method alike instead of whichever was being timed.
     """
     lq = probe_input(lq_size, device)
-    with precision_context(device, precision):
+    with autocast(device, precision):
         for method in methods:
             for _ in range(warmup):
                 method.upscale(lq, (size, size))

@@ -25,8 +25,9 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from gaussiansr_plugin.benchmark.methods import (Method, MethodSpec, load_method, parse_model_arg, precision_context,
+from gaussiansr_plugin.benchmark.methods import (Method, MethodSpec, load_method, parse_model_arg,
                                                  probe_input, quiet_basicsr_logger)
+from gaussiansr_plugin.utils.precision import autocast
 
 PROBE_MODULE = 'gaussiansr_plugin.benchmark.memory'
 PROBE_LQ_SIZE = 8  # the tiny warm-up before a memory probe
@@ -71,7 +72,7 @@ def _peak_rss_kib() -> int:
 @torch.no_grad()
 def probe_cpu_memory(method: Method, size: int, lq_size: int, precision: str = 'fp32') -> Dict[str, object]:
     """In this (fresh) process: the extra peak RSS of one call, see the module docstring."""
-    with precision_context(torch.device('cpu'), precision):
+    with autocast(torch.device('cpu'), precision):
         return _probe_cpu_memory(method, size, lq_size)
 
 
@@ -104,7 +105,7 @@ def measure_cuda_memory(method: Method, size: int, lq_size: int, device: torch.d
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
-    with precision_context(device, precision):
+    with autocast(device, precision):
         method.upscale(lq, (size, size))
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device)

@@ -128,12 +128,6 @@ def quiet_basicsr_logger() -> None:
     get_root_logger().setLevel(logging.WARNING)
 
 
-def precision_context(device: torch.device, precision: str) -> torch.autocast:
-    """Where a cost measurement runs its calls: ``bf16`` is ``torch.autocast`` to bfloat16 on
-    ``device`` (the weights stay fp32, as a user's autocast inference), ``fp32`` changes nothing."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16')
-
-
 def probe_input(lq_size: int, device: torch.device) -> torch.Tensor:
     """The LR input cost is measured on: (1, 3, lq_size, lq_size) uniform noise, fixed seed."""
     return torch.rand(1, 3, lq_size, lq_size, generator=torch.Generator().manual_seed(0)).to(device)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..utils.file_io import atomic_imwrite
+from ..utils.file_io import temp_path_for
 from ..utils.image_io import ImageError, check_image, decode_image
 
 # Formats OpenCV writes at 16 bits, and with an alpha channel.
@@ -181,6 +181,20 @@ class OutputCanvas:
         self.pixels[row0:row1, col0:col1, :self.color_channels] = values
 
     def write(self, path: str) -> None:
-        """Encodes to ``path``'s format under a temporary name, then renames it into place."""
+        """Encodes to ``path``'s format under a temporary name, then renames it into place.
+
+        ``cv2.imwrite`` encodes into the file as it goes; ``atomic_imwrite`` (``cv2.imencode``)
+        would hold the whole encoded file, twice, beside the pixels: 0.3 GB more for an 8192²
+        output. The temporary name keeps the extension, which tells OpenCV the format.
+        """
         pixels = self.pixels[:, :, 0] if self.pixels.shape[2] == 1 else self.pixels
-        atomic_imwrite(pixels, path)
+        temp_path = temp_path_for(path) + os.path.splitext(path)[1]
+        try:
+            if not cv2.imwrite(temp_path, pixels):
+                raise OSError(f'Cannot write {path} (OpenCV could not encode it)')
+            with open(temp_path, 'rb+') as f:
+                os.fsync(f.fileno())
+            os.replace(temp_path, path)
+        finally:
+            if os.path.exists(temp_path):
+                os.remove(temp_path)

@@ -36,13 +36,16 @@ from tqdm import tqdm
 
 from ..tools.common import check_output_folder, list_images
 from ..utils.image_io import ImageError
-from .command import OneLineParser, message, non_negative_int, run_reporting_errors
+from .command import OneLineParser, message, non_negative_int, run_reporting_errors, trim_heap
 from .image_file import WRITABLE_FORMATS, InputImage, OutputCanvas, output_extension, read_input
 from .loading import LoadedNet, choose_device, load_net
 from .receptive_field import receptive_field
 from .tiling import plan_spans, render
 
 DEFAULT_TILE = 256
+# Queries per network call on the CPU: a 256-wide decoder layer then holds 12 MB, which glibc
+# serves again from its heap chunk after chunk (see command.return_freed_memory).
+CPU_QUERY_CHUNK = 12000
 
 
 def positive_float(text: str) -> float:
@@ -104,6 +107,12 @@ def mem_available() -> Optional[int]:
     return None
 
 
+def query_chunk(loaded: LoadedNet) -> int:
+    """The option file's ``val.query_chunk``, at most ``CPU_QUERY_CHUNK`` on the CPU."""
+    on_cpu = next(loaded.net.parameters()).device.type == 'cpu'
+    return min(loaded.query_chunk, CPU_QUERY_CHUNK) if on_cpu else loaded.query_chunk
+
+
 def output_paths(image: InputImage, targets: Sequence[Target], out_dir: str, suffix: str, ext: str) -> List[str]:
     stem = osp.splitext(osp.basename(image.path))[0]
     parts = [stem] + ([suffix] if suffix else [])
@@ -139,7 +148,9 @@ def upscale_image(path: str, loaded: LoadedNet, targets: Sequence[Target], args:
     tiles = len(plan_spans(h, args.tile, 0)) * len(plan_spans(w, args.tile, 0))
     with tqdm(total=tiles, desc=osp.basename(path), unit='tile', leave=False, disable=args.quiet) as bar:
         render(loaded.net, image.tensor(), sizes, lambda k, *chunk: canvases[k].put(*chunk), tile=args.tile,
-               tile_pad=args.tile_pad, chunk=loaded.query_chunk, half=half, on_tile=lambda: bar.update(1))
+               tile_pad=args.tile_pad, chunk=query_chunk(loaded), half=half, on_tile=lambda: bar.update(1))
+    del image
+    trim_heap()
     for canvas, out_path in zip(canvases, paths):
         canvas.write(out_path)
     return [(p, (b, a)) for p, (a, b) in zip(paths, sizes)]
