@@ -76,14 +76,16 @@ def _kill_job(proc: subprocess.Popen) -> None:
 def test_sigkill_then_auto_resume_continues_from_the_last_state(tmp_path, ranks, workers):
     write_smooth_images(tmp_path / 'train', 4)
     write_smooth_images(tmp_path / 'val', 1, size=(30, 38), seed=1)
-    # 4 iterations per epoch on each rank: the save at iteration 10 falls mid-epoch.
+    # 4 iterations per epoch on each rank: the save at iteration 14 falls mid-epoch, and the kill
+    # after iteration 17 leaves the resumed run an epoch boundary (16) to cross and 11 iterations
+    # of margin before the next save (28) on a fast machine.
     opt = tiny_train_options('killed_run', str(tmp_path / 'train'), str(tmp_path / 'val'),
                              num_worker_per_gpu=workers, dataset_enlarge_ratio=2 * ranks)
     if ranks > 1:  # spawned workers start slowly: once per run, and kept across epochs
         opt['datasets']['train']['persistent_workers'] = True
-    opt['train'].update(total_iter=40 if ranks == 1 else 16,
+    opt['train'].update(total_iter=40 if ranks == 1 else 20,
                         scheduler=dict(type='MultiStepLR', milestones=[7], gamma=0.5))
-    opt['logger'].update(save_checkpoint_freq=10)
+    opt['logger'].update(save_checkpoint_freq=14)
     opt['val'].update(val_freq=1000, save_img=False)
     opt_path = write_yaml(tmp_path / 'train.yml', opt)
     out = tmp_path / 'out'
@@ -101,12 +103,12 @@ def test_sigkill_then_auto_resume_continues_from_the_last_state(tmp_path, ranks,
         logs = list(exp.glob('train_killed_run_*.log'))
         return _losses(logs[0].read_text()) if logs else {}
 
-    while 13 not in logged_iters() and time.time() < deadline and proc.poll() is None:
+    while 17 not in logged_iters() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    time.sleep(random.uniform(0, 0.1))  # a random moment after iteration 13, before the save at 20
+    time.sleep(random.uniform(0, 0.1))  # a random moment after iteration 17, before the save at 28
     _kill_job(proc)
     saved = sorted(int(p.stem) for p in states.glob('*.state'))
-    assert saved == [10]
+    assert saved == [14]
     for path in states.glob('*.state'):  # every state under a final name is complete
         torch.load(path, map_location='cpu', weights_only=False)
     first_log = next((out / 'experiments' / 'killed_run').glob('train_killed_run_*.log')).read_text()
@@ -127,11 +129,11 @@ def test_sigkill_then_auto_resume_continues_from_the_last_state(tmp_path, ranks,
     # Scheduler state restored: the lr halved at iter 7 stays halved after the resume.
     assert after[saved[-1] + 1][0] == before[7][0] / 2
     # Weights, optimizer, data position, RNG states and per-sample seeds restored: the resumed
-    # run repeats the killed run's iterations 11.. exactly (same batches, same random crops and
+    # run repeats the killed run's iterations 15.. exactly (same batches, same random crops and
     # scales, drawn in data workers or not, same Gumbel noise), across an epoch boundary, then
     # goes on.
     overlap = sorted(set(before) & set(after))
-    assert overlap[0] == 11 and len(overlap) >= 3
+    assert overlap[0] == 15 and len(overlap) >= 3
     assert [after[i] for i in overlap] == [before[i] for i in overlap]
     assert not list(out.rglob('*.tmp*'))
     assert (out / 'experiments' / 'killed_run' / 'models' / 'net_g_latest.pth').is_file()
