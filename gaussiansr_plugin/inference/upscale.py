@@ -147,10 +147,14 @@ def upscale_image(path: str, loaded: LoadedNet, targets: Sequence[Target], args:
     canvases = [OutputCanvas(image, size, ext) for size in sizes]
     tiles = len(plan_spans(h, args.tile, 0)) * len(plan_spans(w, args.tile, 0))
     with tqdm(total=tiles, desc=osp.basename(path), unit='tile', leave=False, disable=args.quiet) as bar:
+
+        def tile_done() -> None:
+            bar.update(1)
+            trim_heap()  # return what the tile's activations freed before the next tile allocates
+
         render(loaded.net, image.tensor(), sizes, lambda k, *chunk: canvases[k].put(*chunk), tile=args.tile,
-               tile_pad=args.tile_pad, chunk=query_chunk(loaded), half=half, on_tile=lambda: bar.update(1))
+               tile_pad=args.tile_pad, chunk=query_chunk(loaded), half=half, on_tile=tile_done)
     del image
-    trim_heap()
     for canvas, out_path in zip(canvases, paths):
         canvas.write(out_path)
     return [(p, (b, a)) for p, (a, b) in zip(paths, sizes)]
