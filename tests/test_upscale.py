@@ -66,6 +66,16 @@ def test_tiles_equal_the_whole_image_at_non_integer_scales(name, dtype):
         assert (a - b).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize('name', ['gaussiansr', 'liif', 'metasr'])
+def test_float16_autocast_stays_close_to_float32(name):
+    # The CUDA default (--fp32 not given), run on the CPU: layers in float16, positions in float32.
+    net = random_net(name, torch.float32)
+    lq = torch.rand(1, 3, 29, 34)
+    full = render_all(net, lq, [(72, 85)], tile=7)[0]
+    half = render_all(net, lq, [(72, 85)], tile=7, precision='fp16')[0]
+    assert (full - half).abs().max() < 5e-3
+
+
 def test_encoder_reach_is_its_receptive_field():
     net = random_net('gaussiansr')
     lq = torch.rand(1, 3, 31, 31, dtype=torch.float64)

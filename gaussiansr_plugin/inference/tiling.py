@@ -23,6 +23,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..utils.precision import autocast
 from .receptive_field import receptive_field
 
 NUDGE_PER_PIXEL = 2.0**-20
@@ -114,7 +115,7 @@ class Blender:
 
 @torch.no_grad()
 def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], sink: Sink, tile: int = 0,
-           tile_pad: Optional[int] = None, chunk: int = 30000, half: bool = False,
+           tile_pad: Optional[int] = None, chunk: int = 30000, precision: str = 'fp32',
            on_tile: Optional[Callable[[], None]] = None, nudge_per_pixel: float = NUDGE_PER_PIXEL) -> int:
     """Renders ``lq`` (1, 3, h, w) in [0, 1] at every (H, W) of ``sizes``, one encoder pass per tile.
 
@@ -125,7 +126,8 @@ def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], s
         tile_pad (int | None): LR context around each tile; None: the exact receptive field.
             Smaller is approximate and blends the tiles.
         chunk (int): Queries per network call.
-        half (bool): float16 autocast for the network's layers (positions stay float32).
+        precision (str): 'fp32', or 'fp16' / 'bf16' autocast for the network's layers
+            (``utils/precision.py``); positions and the encoder state stay float32.
         on_tile: Called after each tile (progress).
         nudge_per_pixel (float): See the module docstring; 0 gives LIIF's coordinates exactly.
 
@@ -146,11 +148,11 @@ def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], s
     blenders = [Blender(k, size[1], sink, dtype) for k, size in enumerate(sizes)] if band else []
     for row_index, rows in enumerate(row_spans):
         for cols in col_spans:
-            with torch.autocast(device.type, dtype=torch.float16, enabled=half):
+            with autocast(device, precision):
                 state = net.encode(lq[..., rows.lo:rows.hi, cols.lo:cols.hi].to(device, dtype))
-            state = to_float32(state) if half else state
+            state = state if precision == 'fp32' else to_float32(state)
             for k, (hr_h, hr_w) in enumerate(sizes):
-                _render_tile(net, state, (rows, cols), (h, w), (hr_h, hr_w), band, nudge, chunk, half,
+                _render_tile(net, state, (rows, cols), (h, w), (hr_h, hr_w), band, nudge, chunk, precision,
                              blenders[k].add if band else lambda *a, k=k: sink(k, *a))
             del state
             if on_tile is not None:
@@ -162,7 +164,7 @@ def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], s
 
 
 def _render_tile(net: nn.Module, state: Any, spans: Tuple[Span, Span], lr_size: Tuple[int, int],
-                 hr_size: Tuple[int, int], band: float, nudge: float, chunk: int, half: bool,
+                 hr_size: Tuple[int, int], band: float, nudge: float, chunk: int, precision: str,
                  put: Callable[..., None]) -> None:
     """Queries one tile's output pixels for one output size, in chunks of whole output rows."""
     param = next(net.parameters())
@@ -186,7 +188,7 @@ def _render_tile(net: nn.Module, state: Any, spans: Tuple[Span, Span], lr_size: 
         grid = torch.stack(torch.meshgrid(row_coord[a - r0:b - r0].to(device), col_coord, indexing='ij'), -1)
         coord = grid.reshape(1, -1, 2)
         cell = torch.tensor([row_cell, col_cell], dtype=dtype, device=device).expand_as(coord)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=half):
+        with autocast(device, precision):
             rgb = net.query(state, coord, cell)
         rgb = rgb.to(dtype).reshape(b - a, width, 3)
         if row_weight is not None:

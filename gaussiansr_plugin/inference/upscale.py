@@ -121,7 +121,7 @@ def output_paths(image: InputImage, targets: Sequence[Target], out_dir: str, suf
 
 
 def upscale_image(path: str, loaded: LoadedNet, targets: Sequence[Target], args: argparse.Namespace,
-                  half: bool) -> List[Tuple[str, Tuple[int, int]]]:
+                  precision: str) -> List[Tuple[str, Tuple[int, int]]]:
     """Upscales one file to every target; returns [(output path, (width, height))].
 
     Raises:
@@ -153,7 +153,7 @@ def upscale_image(path: str, loaded: LoadedNet, targets: Sequence[Target], args:
             trim_heap()  # return what the tile's activations freed before the next tile allocates
 
         render(loaded.net, image.tensor(), sizes, lambda k, *chunk: canvases[k].put(*chunk), tile=args.tile,
-               tile_pad=args.tile_pad, chunk=query_chunk(loaded), half=half, on_tile=tile_done)
+               tile_pad=args.tile_pad, chunk=query_chunk(loaded), precision=precision, on_tile=tile_done)
     del image
     for canvas, out_path in zip(canvases, paths):
         canvas.write(out_path)
@@ -194,18 +194,18 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f'Input {args.input} does not exist')
     check_output_folder(args.output, overwrite=True)
     device = choose_device(args.gpu_id)
-    half = device.type == 'cuda' and not args.fp32
+    precision = 'fp16' if device.type == 'cuda' and not args.fp32 else 'fp32'
     loaded = load_net(args.model, device)
     exact = receptive_field(loaded.net)
     pad = exact if args.tile_pad is None else args.tile_pad
     if not args.quiet:
         print(f'Model: {loaded.description} ({loaded.option_file}); {device}, '
-              f'{"float16 autocast" if half else "float32"}; tiles {args.tile or "off"}, pad {pad} '
+              f'{"float16 autocast" if precision == "fp16" else "float32"}; tiles {args.tile or "off"}, pad {pad} '
               f'({"exact" if pad >= exact else f"< receptive field {exact}: blended, approximate"})', flush=True)
     start, done, failed = time.perf_counter(), [], 0
     for path in tqdm(paths, unit='image', disable=args.quiet or len(paths) == 1):
         try:
-            done += upscale_image(path, loaded, targets, args, half)
+            done += upscale_image(path, loaded, targets, args, precision)
         except (ImageError, ValueError, OSError, RuntimeError) as err:
             failed += 1
             tqdm.write(f'Skipped {path}: {message(err)}', file=sys.stderr)
