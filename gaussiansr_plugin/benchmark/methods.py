@@ -24,6 +24,7 @@ import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports
 from basicsr.models import build_model
 from basicsr.utils import get_root_logger
 from gaussiansr_plugin.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel
+from gaussiansr_plugin.utils.command_line import split_model_arg
 from gaussiansr_plugin.utils.options import OptionError, load_option_file
 from gaussiansr_plugin.utils.resize import imresize_matlab
 
@@ -61,11 +62,7 @@ def parse_model_arg(text: str) -> MethodSpec:
         raise ValueError(f'--model {text!r}: expected NAME=OPTION_FILE[:CHECKPOINT]')
     if name.lower() == BICUBIC.lower():
         raise ValueError(f'--model {text!r}: the name {BICUBIC!r} is reserved (bicubic is always included)')
-    option_file, checkpoint = rest, None
-    head, colon, tail = rest.rpartition(':')
-    if colon and len(head) > 1 and tail:
-        option_file, checkpoint = head, tail
-    return MethodSpec(name, option_file, checkpoint)
+    return MethodSpec(name, *split_model_arg(rest))
 
 
 class Method:

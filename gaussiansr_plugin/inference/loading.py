@@ -8,12 +8,13 @@ the file has them, else ``params``; a file that does not fit fails with one line
 import glob
 from dataclasses import dataclass
 from os import path as osp
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 
 from ..archs.arch_util import ImplicitSRNet
 from ..utils.checkpoint import load_weights
+from ..utils.command_line import split_model_arg
 from ..utils.options import build_network, load_option_file
 
 # Shipped weights: NAME.yml (the option file) beside NAME.pth (the checkpoint).
@@ -36,15 +37,6 @@ class LoadedNet:
     def description(self) -> str:
         params = sum(p.numel() for p in self.net.parameters())
         return f'{type(self.net).__name__} ({params:,} parameters) from {self.checkpoint}'
-
-
-def split_model_arg(text: str) -> Tuple[str, Optional[str]]:
-    """``OPTION_FILE[:CHECKPOINT]`` -> (option file, checkpoint or None), split at the last ':'
-    unless what follows it is not a checkpoint name (a Windows drive letter)."""
-    head, colon, tail = text.rpartition(':')
-    if colon and len(head) > 1 and tail:
-        return head, tail
-    return text, None
 
 
 def default_model_arg() -> str:
