@@ -9,6 +9,8 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.9',
     packages=find_packages(include=['gaussiansr_plugin', 'gaussiansr_plugin.*']),
+    # Shipped weights (gaussiansr_plugin/weights): NAME.pth beside its option file NAME.yml.
+    package_data={'gaussiansr_plugin.weights': ['*.pth', '*.yml', 'README.md']},
     install_requires=[
         'torch>=2.0',
         'torchvision',  # basicsr imports it

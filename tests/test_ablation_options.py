@@ -47,10 +47,11 @@ def test_rows_differ_only_in_name_and_the_ablated_network_option(row):
     assert {k for k in set(net) | set(other_net) if net.get(k) != other_net.get(k)} == keys
 
 
-def test_reference_is_the_paper_network_on_the_results291_recipe_with_3000_iterations():
+def test_reference_is_the_paper_network_on_the_results291_recipe_with_1500_iterations_in_bf16():
     opt, recipe = _load(REFERENCE), yaml.safe_load((OPTIONS / 'results291' / 'train_gaussiansr_291.yml').read_text())
     assert opt['datasets'] == recipe['datasets'] and opt['manual_seed'] == recipe['manual_seed'] == 0
-    assert opt['train']['total_iter'] == 3000 and opt['train']['scheduler']['milestones'] == [2400]
+    assert opt['train']['total_iter'] == 1500 and opt['train']['scheduler']['milestones'] == [1200]
+    assert opt['train']['mixed_precision'] == 'bf16'
     for key in ('optim_g', 'pixel_opt', 'ema_decay'):
         assert opt['train'][key] == recipe['train'][key], key
     net = opt['network_g']
@@ -66,3 +67,11 @@ def test_rows_pass_the_option_check(row, tmp_path):
     # The LMDB is not in the repository: the same check on a folder of images.
     train.update(dataroot_gt=str(tmp_path / 'images'), io_backend={'type': 'disk'})
     check_options(opt, is_train=True)
+
+
+def test_soft_kernel_evaluation_is_the_reference_network_with_only_eval_kernel_changed():
+    soft = yaml.safe_load((OPTIONS / 'ablation' / 'eval' / 'gaussiansr_soft_kernel.yml').read_text())['network_g']
+    reference = _load(REFERENCE)['network_g']
+    assert soft.pop('eval_kernel') == 'soft' and reference.get('eval_kernel', 'argmax') == 'argmax'
+    reference.pop('eval_kernel', None)
+    assert soft == reference

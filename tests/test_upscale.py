@@ -11,6 +11,7 @@ import torch
 import yaml
 from PIL import Image
 
+from gaussiansr_plugin import weights
 from gaussiansr_plugin.archs import GaussianSR, LIIF, MetaSR
 from gaussiansr_plugin.inference import loading, upscale
 from gaussiansr_plugin.inference.receptive_field import encoder_reach, receptive_field
@@ -217,7 +218,7 @@ def test_bad_paths_and_checkpoints_fail_in_one_line_before_work(tmp_path, model_
         status, stdout, err = run_cli(args + ['--quiet'], capsys)
         assert status == 1 and err.count('\n') == 1 and named in err and 'Traceback' not in err, err
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(loading, 'WEIGHTS_DIR', str(tmp_path / 'no_weights'))
+    monkeypatch.setattr(weights, 'WEIGHTS_DIR', str(tmp_path / 'no_weights'))
     status, _, err = run_cli(['-i', str(image), '-o', str(tmp_path / 'o4')], capsys)
     assert status == 1 and err.count('\n') == 1 and '--model OPTION_FILE:CHECKPOINT' in err
     for folder in ('o1', 'o2', 'o3', 'o4'):
@@ -232,7 +233,7 @@ def test_the_demo_checkpoint_is_the_default(tmp_path, model_arg, capsys, monkeyp
     (tmp_path / loading.DEMO_CHECKPOINT).write_bytes(Path(checkpoint).read_bytes())
     cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((5, 4, 3), np.uint8))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(loading, 'WEIGHTS_DIR', str(tmp_path / 'no_weights'))
+    monkeypatch.setattr(weights, 'WEIGHTS_DIR', str(tmp_path / 'no_weights'))
     status, stdout, _ = run_cli(['-i', 'a.png', '-o', 'o'], capsys)
     assert status == 0 and loading.DEMO_CHECKPOINT in stdout
     assert cv2.imread('o/a_out.png').shape == (20, 16, 3)

@@ -9,10 +9,11 @@ All of them follow LIIF's query interface: ``net(lq, coord, cell) -> rgb`` with
 
 They also split the forward pass into ``encode`` (once per image) and ``query`` (any number of
 times, e.g. per chunk of query points), which ``ArbitraryScaleSRModel.test`` relies on to bound
-memory on large outputs without re-running the encoder.
+memory on large outputs without re-running the encoder. ``arch_options`` names what a
+checkpoint must have been trained with (checked on loading, ``utils/checkpoint.py``).
 """
 import math
-from typing import Any, Sequence
+from typing import Any, Dict, Sequence
 
 import torch
 from torch import nn
@@ -68,6 +69,25 @@ class ImplicitSRNet(nn.Module):
     pred_scale = 1.0
     pred_shift = 0.0
     rgb_skip = False
+    _arch_options: Dict[str, Any] = {}  # set per instance by ``set_arch_options``
+
+    def set_arch_options(self, **options: Any) -> None:
+        """Records the constructor options ``arch_options`` returns (sequences as lists)."""
+        self._arch_options = {k: _plain(v) for k, v in options.items()}
+
+    def arch_options(self) -> Dict[str, Any]:
+        """The arch name (``type``) and the constructor options that define what it computes.
+
+        Saved with every checkpoint the plugin writes and compared on loading: ``rgb_skip``,
+        ``res_scale``, ``sigma_range``, ``local_ensemble`` and the like change the outputs, not
+        the parameter shapes, so a checkpoint trained with other values would load silently.
+        Shape-defining options are included too (the error then names the option, not a key).
+        Left out are the switches one may change on a trained network: evaluation-only ones
+        (``eval_kernel``, and ``window_tolerance``, the accuracy of the splat window) and
+        training-only ones (``tau``, ``gumbel_hard``). Plain Python values only: the
+        checkpoint stays loadable with ``torch.load(weights_only=True)``.
+        """
+        return {'type': type(self).__name__, **self._arch_options}
 
     def init_rgb_skip(self, rgb_skip: bool, last_layer: nn.Linear) -> None:
         """Turns the skip on or off; on, ``last_layer`` (the decoder's output layer) is
@@ -92,6 +112,11 @@ class ImplicitSRNet(nn.Module):
 
     def forward(self, lq: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         return self.query(self.encode(lq), coord, cell)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (argument defaults) and lists (YAML) as lists, so that both compare equal."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def sample_bicubic(feat: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:

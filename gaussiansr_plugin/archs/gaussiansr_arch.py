@@ -148,6 +148,11 @@ class GaussianSR(ImplicitSRNet):
         # Fused feature + position in the LR pixel + cell in LR pixels (2).
         self.decoder = MLP(num_feat + POSITION_DIMS[pos_encoding] + 2, 3, hidden_list)
         self.init_rgb_skip(rgb_skip, self.decoder[-1])
+        # The bank's options mean nothing without a splatting stream (Bicubic-64): not recorded.
+        bank_options = dict(num_kernels=num_kernels, sigma_range=sigma_range) if num_gs_feat else {}
+        self.set_arch_options(num_feat=num_feat, num_block=num_block, res_scale=res_scale, num_gs_feat=num_gs_feat,
+                              **bank_options, hidden_list=hidden_list, rgb_skip=self.rgb_skip,
+                              pos_encoding=pos_encoding)
 
     def kernel_params(self, feat: torch.Tensor) -> torch.Tensor:
         """Per-pixel (σx, σy, ρ, opacity), (B, 4, h, w): a Gumbel-softmax mixture of the bank in

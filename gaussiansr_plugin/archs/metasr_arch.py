@@ -51,6 +51,8 @@ class MetaSR(ImplicitSRNet):
         # Output laid out as (9C, 3), 3 fastest, matching the weight layout of the LIIF repository.
         self.imnet = MLP(3, num_feat * 9 * 3, hidden_list)
         self.init_rgb_skip(rgb_skip, self.imnet[-1])
+        self.set_arch_options(num_feat=num_feat, num_block=num_block, res_scale=res_scale, hidden_list=hidden_list,
+                              rgb_skip=self.rgb_skip)
 
     def encode(self, lq: torch.Tensor) -> LatentState:
         return make_latent_state(self.encoder(lq), lq)

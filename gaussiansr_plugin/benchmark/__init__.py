@@ -4,6 +4,8 @@ Run as ``basicsr benchmark ...`` or ``python -m gaussiansr_plugin.benchmark ...`
 and docs/COMPARE.md). One concern per module; each imports only those listed after it:
 
 * ``cli``: the command line and the run (``__main__`` calls it);
+* ``pairs``: ``--pairs A:B``, paired per-image PSNR differences (also post hoc, as
+  ``python -m gaussiansr_plugin.benchmark.pairs``);
 * ``report``: the markdown table, notes and CSV files;
 * ``evaluate``: the quality loop (PSNR/SSIM of every method, set and scale);
 * ``cost``: latency, training speed and the cost rows; ``memory``: extra peak memory (the CPU

@@ -5,7 +5,8 @@
         --model LIIF=options/train_liif.yml:experiments/LIIF/models/net_g_latest.pth \\
         --model EDSRx2=options/train_edsr_x2.yml:experiments/EDSR_Mx2/models/net_g_latest.pth \\
         --sets Set5=datasets/benchmark/Set5 Set14=datasets/benchmark/Set14 DIV2K=datasets/DIV2K/DIV2K_valid_HR \\
-        [--scales 2 3 4 2.4 3.6 6 8 12] [--out results/compare] [--train-speed] [--quick]
+        [--scales 2 3 4 2.4 3.6 6 8 12] [--out results/compare] [--train-speed] [--quick] \\
+        [--pairs GaussianSR:LIIF LIIF:Bicubic]
 
 (or ``python -m gaussiansr_plugin.benchmark ...``). Every ``--model NAME=OPTION_FILE[:CHECKPOINT]``
 is built by BasicSR from its option file (``methods``); bicubic is always added. Query-based
@@ -25,7 +26,8 @@ Cost, measured in the same run (``cost``, ``memory``): parameters, latency and e
 from a ``--lq-size``² input to each ``--sizes``² output, and with ``--train-speed`` training
 iterations/s. Written atomically to ``--out`` (``report``): ``compare.md`` (the table, also
 printed), ``metrics.csv``, ``per_image.csv``, ``speed.csv``, ``train_speed.csv`` and the figure
-``figure_{set}_{image}_x{s}.png`` (``figure``). See docs/COMPARE.md.
+``figure_{set}_{image}_x{s}.png`` (``figure``); with ``--pairs A:B``, PSNR(A) - PSNR(B) image by
+image, in ``compare.md`` and ``pairs.csv`` (``pairs``, which also runs post hoc). See docs/COMPARE.md.
 """
 import argparse
 import math
@@ -41,6 +43,7 @@ from gaussiansr_plugin.benchmark.evaluate import evaluate
 from gaussiansr_plugin.benchmark.figure import FigureCapture, FigureTarget, draw_figure
 from gaussiansr_plugin.benchmark.methods import (BICUBIC, Method, MethodSpec, load_method, parse_model_arg,
                                                  quiet_basicsr_logger)
+from gaussiansr_plugin.benchmark.pairs import pair_rows, parse_pairs, render_pairs
 from gaussiansr_plugin.benchmark.report import build_notes, render_markdown, write_outputs
 from gaussiansr_plugin.benchmark.sets import EvalSet, parse_set_arg
 from gaussiansr_plugin.utils.command_line import command_parser
@@ -62,6 +65,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='sets evaluated on RGB with shave ceil(s)+6 (besides those named DIV2K*)')
     parser.add_argument('--scales', type=float, nargs='+', default=DEFAULT_SCALES,
                         help=f'scales (default: {" ".join(map(str, DEFAULT_SCALES))})')
+    parser.add_argument('--pairs', nargs='+', default=[], metavar='A:B',
+                        help='also PSNR(A) - PSNR(B) per image: mean, 95%% interval, images where A is higher '
+                        '(names of --model, or Bicubic)')
     parser.add_argument('--max-images', type=int, default=None, help='first N images of each set only')
     parser.add_argument('--out', default='results/compare', help='output folder (default: results/compare)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto')
@@ -118,6 +124,8 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ValueError(f'--{key.replace("_", "-")} must be >= 1, got {getattr(args, key)}')
     if args.max_images is not None and args.max_images < 1:
         raise ValueError(f'--max-images must be >= 1, got {args.max_images}')
+    if args.pairs and not args.sets:
+        raise ValueError(f'--pairs {" ".join(args.pairs)}: PSNR differences need --sets')
     if any(s < 1 for s in args.sizes):
         raise ValueError(f'--sizes must be >= 1, got {args.sizes}')
 
@@ -164,6 +172,7 @@ def run(args: argparse.Namespace) -> str:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise ValueError(f'--model: duplicate method name(s) {duplicated}')
+    pairs = parse_pairs(args.pairs, names)
     sets = [parse_set_arg(text, args.div2k_protocol) for text in args.sets]
     if len({s.name for s in sets}) != len(sets):
         raise ValueError(f'--sets: duplicate set names in {args.sets}')
@@ -184,7 +193,10 @@ def run(args: argparse.Namespace) -> str:
     notes = build_notes(args, device, threads, time.perf_counter() - start, summary, speed, train, figure_path,
                         capture.protocol if capture else '')
     report = render_markdown(names, {m.name: m.params for m in methods}, summary, speed, train, ref, notes)
-    write_outputs(args.out, report, summary, per_image, speed, train)
+    pair_table = pair_rows(per_image, pairs) if pairs else None
+    if pairs:
+        report += '\n' + render_pairs(pairs, pair_table)
+    write_outputs(args.out, report, summary, per_image, speed, train, pair_table)
     return report
 
 

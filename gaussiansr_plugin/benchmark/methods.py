@@ -1,9 +1,11 @@
 """The methods the benchmark compares: BasicSR models built from option files, and bicubic.
 
-A method is given as ``NAME=OPTION_FILE[:CHECKPOINT]``. The option file's ``model_type`` and
-``network_g`` say what to build; BasicSR's ``build_model`` builds it with ``is_train: False``,
-so the checkpoint is loaded by the model itself (the plugin's ``load_weights``: weights only,
-one clear error for a file that does not fit). Two kinds are supported:
+A method is given as ``NAME=OPTION_FILE[:CHECKPOINT]`` or ``NAME=WEIGHTS`` (the name of shipped
+weights, ``gaussiansr_plugin/weights``: their option file and checkpoint). The option file's
+``model_type`` and ``network_g`` say what to build; BasicSR's ``build_model`` builds it with
+``is_train: False``, so the checkpoint is loaded by the model itself (the plugin's
+``load_weights``: weights only, one clear error for a file that does not fit or was trained
+with other arch options). Two kinds are supported:
 
 * query-based arbitrary-scale models (``ArbitraryScaleSRModel``: GaussianSR, LIIF, MetaSR),
   run through ``ArbitraryScaleSRModel.predict`` (encoder once, queries in ``val.query_chunk``
@@ -24,7 +26,8 @@ import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports
 from basicsr.models import build_model
 from basicsr.utils import get_root_logger
 from gaussiansr_plugin.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel
-from gaussiansr_plugin.utils.command_line import split_model_arg
+from gaussiansr_plugin.utils.checkpoint import find_checkpoint
+from gaussiansr_plugin.utils.command_line import resolve_model_arg
 from gaussiansr_plugin.utils.options import OptionError, load_option_file
 from gaussiansr_plugin.utils.resize import imresize_matlab
 
@@ -46,13 +49,16 @@ class MethodSpec:
 
 
 def parse_model_arg(text: str) -> MethodSpec:
-    """Parses ``NAME=OPTION_FILE[:CHECKPOINT]`` (``Bicubic`` alone is bicubic).
+    """Parses ``NAME=OPTION_FILE[:CHECKPOINT]`` or ``NAME=WEIGHTS`` (``Bicubic`` alone is bicubic).
 
     The checkpoint is split off at the last ':' (not at a Windows drive letter); without one
-    the option file's ``path.pretrain_network_g`` is used.
+    the option file's ``path.pretrain_network_g`` is used. ``WEIGHTS``, the name of shipped
+    weights that is not an existing path, stands for their option file and checkpoint
+    (``utils.command_line.resolve_model_arg``).
 
     Raises:
-        ValueError: Malformed text or the reserved name, naming the argument.
+        ValueError: Malformed text, the reserved name, or an unknown name of weights, naming
+            the argument.
     """
     if text.strip().lower() == BICUBIC.lower():
         return MethodSpec(BICUBIC)
@@ -62,7 +68,7 @@ def parse_model_arg(text: str) -> MethodSpec:
         raise ValueError(f'--model {text!r}: expected NAME=OPTION_FILE[:CHECKPOINT]')
     if name.lower() == BICUBIC.lower():
         raise ValueError(f'--model {text!r}: the name {BICUBIC!r} is reserved (bicubic is always included)')
-    return MethodSpec(name, *split_model_arg(rest))
+    return MethodSpec(name, *resolve_model_arg(rest))
 
 
 class Method:
@@ -137,8 +143,11 @@ def _model_options(spec: MethodSpec, device: torch.device, is_train: bool) -> Di
             raise OptionError(f'{spec.option_file}: {key} is required (method {spec.name})')
     path_opt = dict(opt.get('path') or {})
     checkpoint = spec.checkpoint or path_opt.get('pretrain_network_g')
-    if checkpoint and not osp.isfile(osp.expanduser(checkpoint)):
-        raise FileNotFoundError(f'--model {spec.name}: checkpoint {checkpoint} does not exist')
+    if checkpoint:  # a file, or the name of shipped weights
+        try:
+            checkpoint = find_checkpoint(osp.expanduser(checkpoint))
+        except ValueError as err:
+            raise FileNotFoundError(f'--model {spec.name}: {err}') from err
     model_opt = dict(
         name=spec.name,
         model_type=opt['model_type'],
@@ -149,7 +158,7 @@ def _model_options(spec: MethodSpec, device: torch.device, is_train: bool) -> Di
         world_size=1,
         network_g=dict(opt['network_g']),
         # EMA weights when the checkpoint has them (BasicSR saves both), else 'params'.
-        path=dict(pretrain_network_g=None if is_train else (osp.expanduser(checkpoint) if checkpoint else None),
+        path=dict(pretrain_network_g=None if is_train else checkpoint,
                   strict_load_g=path_opt.get('strict_load_g', True),
                   param_key_g=path_opt.get('param_key_g', 'params_ema')),
         val={k: v for k, v in (opt.get('val') or {}).items() if k == 'query_chunk'},

@@ -3,7 +3,8 @@
 ``compare.md``: one table, a column per method and a row per quantity (parameters, latency,
 extra peak memory, training speed, PSNR / SSIM per set and scale), then ratios to a reference
 method and notes saying how every figure was measured. ``metrics.csv``, ``per_image.csv``,
-``speed.csv`` and ``train_speed.csv`` hold the rows behind it. Every file is written atomically.
+``speed.csv``, ``train_speed.csv`` and, with ``--pairs``, ``pairs.csv`` (``pairs``) hold the rows
+behind it. Every file is written atomically.
 """
 import argparse
 import csv
@@ -24,6 +25,7 @@ PER_IMAGE_COLUMNS = ['method', 'set', 'scale', 'image', 'psnr', 'ssim']
 SPEED_COLUMNS = ['method', 'params', 'lq_size', 'out_size', 'precision', 'latency_ms', 'latency_stat', 'latency_runs',
                  'threads', 'device', 'extra_peak_mib', 'peak_allocated_mib', 'memory_measure']
 TRAIN_COLUMNS = ['method', 'batch', 'lq_size', 'sample_q', 'threads', 'device', 'iters', 'seconds', 'iters_per_s']
+PAIR_COLUMNS = ['method_a', 'method_b', 'set', 'scale', 'images', 'psnr_diff', 'ci95', 'a_higher', 'ties']
 
 
 def _fmt(value: Optional[float], digits: int) -> str:
@@ -142,7 +144,7 @@ def build_notes(args: argparse.Namespace, device: torch.device, threads: int, se
     return notes
 
 
-def _csv_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
+def csv_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator='\n')
     writer.writeheader()
@@ -152,14 +154,22 @@ def _csv_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 
 def write_outputs(out: str, report: str, summary: Sequence[dict], per_image: Sequence[dict], speed: Sequence[dict],
-                  train: Sequence[dict]) -> None:
-    """Writes ``compare.md`` and the CSVs into ``out``; removes a cost CSV this run did not measure."""
+                  train: Sequence[dict], pairs: Optional[Sequence[dict]] = None) -> None:
+    """Writes ``compare.md`` and the CSVs into ``out``; removes a CSV this run did not measure.
+
+    Args:
+        pairs (list[dict] | None): ``pairs.csv`` rows; None: no ``--pairs`` (an empty list: pairs
+            asked for but never evaluated together, written as the header alone).
+    """
     atomic_write(report.encode(), osp.join(out, 'compare.md'))
-    atomic_write(_csv_text(summary, SUMMARY_COLUMNS).encode(), osp.join(out, 'metrics.csv'))
-    atomic_write(_csv_text(per_image, PER_IMAGE_COLUMNS).encode(), osp.join(out, 'per_image.csv'))
-    for file_name, rows, columns in (('speed.csv', speed, SPEED_COLUMNS), ('train_speed.csv', train, TRAIN_COLUMNS)):
+    atomic_write(csv_text(summary, SUMMARY_COLUMNS).encode(), osp.join(out, 'metrics.csv'))
+    atomic_write(csv_text(per_image, PER_IMAGE_COLUMNS).encode(), osp.join(out, 'per_image.csv'))
+    optional = (('speed.csv', speed, SPEED_COLUMNS, bool(speed)),
+                ('train_speed.csv', train, TRAIN_COLUMNS, bool(train)),
+                ('pairs.csv', pairs or [], PAIR_COLUMNS, pairs is not None))
+    for file_name, rows, columns, measured in optional:
         file_path = osp.join(out, file_name)
-        if rows:
-            atomic_write(_csv_text(rows, columns).encode(), file_path)
+        if measured:
+            atomic_write(csv_text(rows, columns).encode(), file_path)
         elif osp.isfile(file_path):
             os.remove(file_path)  # from an earlier run: it would pass for this run's numbers

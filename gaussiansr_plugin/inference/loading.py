@@ -1,24 +1,24 @@
-"""The network ``basicsr upscale`` / ``basicsr explain`` run: from ``--model OPTION_FILE:CHECKPOINT``,
-else the shipped weights, else the demo's checkpoint.
+"""The network ``basicsr upscale`` / ``basicsr explain`` run: from ``--model OPTION_FILE:CHECKPOINT``
+or ``--model NAME`` (shipped weights, ``gaussiansr_plugin/weights``), else the shipped weights,
+else the demo's checkpoint.
 
 The option file's ``network_g`` is built as the option check builds it (``utils/options.py``) and
 the checkpoint is loaded with ``weights_only=True`` (``utils/checkpoint.py``): EMA weights when
-the file has them, else ``params``; a file that does not fit fails with one line naming it.
+the file has them, else ``params``; a file that does not fit, or was trained with other arch
+options, fails with one line naming it.
 """
-import glob
 from dataclasses import dataclass
 from os import path as osp
 from typing import Optional
 
 import torch
 
+from .. import weights
 from ..archs.arch_util import ImplicitSRNet
 from ..utils.checkpoint import load_weights
-from ..utils.command_line import split_model_arg
+from ..utils.command_line import resolve_model_arg
 from ..utils.options import build_network, load_option_file
 
-# Shipped weights: NAME.yml (the option file) beside NAME.pth (the checkpoint).
-WEIGHTS_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'weights')
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_OPTIONS = osp.join('options', 'train_gaussiansr_demo.yml')
 DEMO_CHECKPOINT = osp.join('experiments', 'GaussianSR_demo', 'models', 'net_g_latest.pth')
@@ -40,34 +40,36 @@ class LoadedNet:
 
 
 def default_model_arg() -> str:
-    """``OPTION_FILE:CHECKPOINT`` of the shipped weights, else of the demo run in the current directory.
+    """``OPTION_FILE:CHECKPOINT`` of the shipped weights (the first name starting with 'gaussiansr',
+    else the first), else of the demo run in the current directory.
 
     Raises:
         FileNotFoundError: Neither exists; the message says what to pass.
     """
-    shipped = sorted(glob.glob(osp.join(WEIGHTS_DIR, '*.pth')))
-    pairs = [(osp.splitext(p)[0] + '.yml', p) for p in shipped if osp.isfile(osp.splitext(p)[0] + '.yml')]
-    if pairs:
-        preferred = [pair for pair in pairs if osp.basename(pair[1]).lower().startswith('gaussiansr')]
-        return '{}:{}'.format(*(preferred or pairs)[0])
+    names = weights.shipped_names()
+    if names:
+        name = next((n for n in names if n.lower().startswith('gaussiansr')), names[0])
+        return '{0}.yml:{0}.pth'.format(osp.join(weights.WEIGHTS_DIR, name))
     if osp.isfile(DEMO_CHECKPOINT):
         options = DEMO_OPTIONS if osp.isfile(DEMO_OPTIONS) else osp.join(REPO_ROOT, DEMO_OPTIONS)
         return f'{options}:{DEMO_CHECKPOINT}'
     raise FileNotFoundError(
-        f'No --model given and no default weights ({WEIGHTS_DIR} has none and the demo has not been run here: '
-        f'no {DEMO_CHECKPOINT}); pass --model OPTION_FILE:CHECKPOINT, e.g. --model '
+        f'No --model given and no default weights ({weights.WEIGHTS_DIR} has none and the demo has not been run '
+        f'here: no {DEMO_CHECKPOINT}); pass --model OPTION_FILE:CHECKPOINT, e.g. --model '
         'options/train_gaussiansr.yml:experiments/GaussianSR/models/net_g_latest.pth')
 
 
 def load_net(model_arg: Optional[str], device: torch.device) -> LoadedNet:
-    """Builds and loads the network ``model_arg`` names (None: ``default_model_arg()``), in eval mode on ``device``.
+    """Builds and loads the network ``model_arg`` names (``OPTION_FILE[:CHECKPOINT]`` or the name of
+    shipped weights; None: ``default_model_arg()``), in eval mode on ``device``.
 
     Raises:
         OptionError: The option file is missing or malformed.
         FileNotFoundError, KeyError, ValueError: No checkpoint, a bad ``network_g``, a network
-            that is not query-based, or a checkpoint that does not fit; the message names it.
+            that is not query-based, an unknown name, or a checkpoint that does not fit; the
+            message names it.
     """
-    option_file, checkpoint = split_model_arg(model_arg or default_model_arg())
+    option_file, checkpoint = resolve_model_arg(model_arg or default_model_arg())
     opt = load_option_file(option_file)
     try:
         net = build_network(opt.get('network_g'))
@@ -80,8 +82,8 @@ def load_net(model_arg: Optional[str], device: torch.device) -> LoadedNet:
     checkpoint = checkpoint or path_opt.get('pretrain_network_g')
     if not checkpoint:
         raise FileNotFoundError(f'--model {model_arg}: no checkpoint (give OPTION_FILE:CHECKPOINT)')
-    checkpoint = osp.expanduser(checkpoint)
-    load_weights(net, checkpoint, strict=True, param_key=path_opt.get('param_key_g', 'params_ema'))
+    checkpoint = load_weights(net, osp.expanduser(checkpoint), strict=True,
+                              param_key=path_opt.get('param_key_g', 'params_ema'))
     net.eval().requires_grad_(False).to(device)
     chunk = (opt.get('val') or {}).get('query_chunk', DEFAULT_QUERY_CHUNK)
     return LoadedNet(net, option_file, checkpoint, chunk if isinstance(chunk, int) and chunk > 0 else

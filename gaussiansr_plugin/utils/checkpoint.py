@@ -1,15 +1,25 @@
 """Writing checkpoints atomically and loading weights without unpickling code (ours).
 
-``gaussiansr_plugin/features.py`` makes BasicSR's ``BaseModel`` use both; the option check
-(``utils/options.py``) loads ``pretrain_network_g`` with ``load_weights`` before training starts.
+``gaussiansr_plugin/features.py`` makes BasicSR's ``BaseModel`` use both, and has every network
+checkpoint it writes carry the arch's behaviour-defining options under ``ARCH_KEY`` (beside
+``params`` / ``params_ema``); ``load_weights`` refuses a checkpoint whose options differ from the
+network's. The option check (``utils/options.py``) loads ``pretrain_network_g`` with
+``load_weights`` before training starts. A checkpoint may also be given by the name of shipped
+weights (``gaussiansr_plugin/weights``).
 """
 import io
 from os import path as osp
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import torch
 
+from basicsr.utils import get_root_logger
+from ..weights import describe_shipped, resolve_weights_name
 from .file_io import atomic_write
+
+# Key of a checkpoint's arch options: {'type': arch name, option: value}, plain Python values
+# (bool, int, float, str, lists of them), so that ``torch.load(weights_only=True)`` reads them.
+ARCH_KEY = 'arch'
 
 
 def atomic_torch_save(obj: Any, file_path: str) -> None:
@@ -20,19 +30,66 @@ def atomic_torch_save(obj: Any, file_path: str) -> None:
     atomic_write(buffer.getvalue(), file_path)
 
 
+def arch_options_of(net: torch.nn.Module) -> Optional[Dict[str, Any]]:
+    """``net.arch_options()`` (``ImplicitSRNet``: type and behaviour-defining options), None for
+    networks that do not define it (e.g. BasicSR's EDSR)."""
+    get = getattr(net, 'arch_options', None)
+    return get() if callable(get) else None
+
+
+def find_checkpoint(load_path: str) -> str:
+    """``load_path`` when it is a file, else the checkpoint of the shipped weights of that name.
+
+    Raises:
+        ValueError: Neither; the message lists the shipped names.
+    """
+    if osp.isfile(load_path):
+        return load_path
+    shipped = resolve_weights_name(load_path)
+    if shipped is not None:
+        return shipped[1]
+    raise ValueError(f'Checkpoint {load_path} does not exist, nor is it the name of shipped weights '
+                     f'({describe_shipped()})')
+
+
+def check_arch(saved: Any, net: torch.nn.Module, load_path: str) -> None:
+    """Raises ``ValueError`` when the arch options a checkpoint was saved with (``saved``, its
+    ``ARCH_KEY`` entry) differ from ``net``'s, naming the file and every differing option.
+
+    Options such as ``rgb_skip`` change what the network computes, not its parameter shapes:
+    without this check such a checkpoint would load silently and give wrong outputs. Only the
+    options both sides name are compared, so checkpoints without them (older files, other
+    people's) and options added later pass.
+    """
+    ours = arch_options_of(net)
+    if not isinstance(saved, dict) or ours is None:
+        return
+    if saved.get('type', ours.get('type')) != ours.get('type'):
+        raise ValueError(f'Checkpoint {load_path} was trained as {saved["type"]}, the network is {ours["type"]}')
+    differing = [k for k in ours if k != 'type' and k in saved and saved[k] != ours[k]]
+    if differing:
+        theirs = ', '.join(f'{k}={saved[k]!r}' for k in differing)
+        mine = ', '.join(f'{k}={ours[k]!r}' for k in differing)
+        raise ValueError(f'Checkpoint {load_path} was trained with {theirs}, the network has {mine}')
+
+
 def load_weights(net: torch.nn.Module, load_path: str, strict: bool = True,
-                 param_key: Optional[str] = 'params') -> None:
+                 param_key: Optional[str] = 'params') -> str:
     """Loads a checkpoint into ``net`` with ``weights_only=True`` and one clear error.
 
     Stands in for ``BaseModel.load_network``, which unpickles arbitrary objects (other people's
     checkpoints run code) and, on a file that does not fit the network, fails deep in
     ``load_state_dict`` after printing key lists to the log. Here a missing, unreadable or
-    mismatched file raises ``ValueError`` naming the file and the first mismatched key.
-    BasicSR's conventions stay: ``params_ema`` falls back to ``params``; 'module.' prefixes are
-    dropped; ``strict=False`` skips keys whose shapes differ.
+    mismatched file raises ``ValueError`` naming the file and the first mismatched key, and a
+    file saved with other arch options (see ``check_arch``) names the options. ``load_path``
+    may be the name of shipped weights (``find_checkpoint``). BasicSR's conventions stay:
+    ``params_ema`` falls back to ``params``; 'module.' prefixes are dropped; ``strict=False``
+    skips keys whose shapes differ and only logs differing arch options.
+
+    Returns:
+        str: The file loaded.
     """
-    if not osp.isfile(load_path):
-        raise ValueError(f'Checkpoint {load_path} does not exist')
+    load_path = find_checkpoint(load_path)
     try:
         checkpoint = torch.load(load_path, map_location='cpu', weights_only=True)
     except Exception as err:  # noqa: BLE001  (unpickling a bad file raises many types)
@@ -47,6 +104,13 @@ def load_weights(net: torch.nn.Module, load_path: str, strict: bool = True,
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f'Checkpoint {load_path} is not a state dict (key {param_key!r} or "params" holding '
                          'tensors)')
+    if isinstance(checkpoint, dict) and ARCH_KEY in checkpoint:
+        try:
+            check_arch(checkpoint[ARCH_KEY], net, load_path)
+        except ValueError as err:
+            if strict:
+                raise
+            get_root_logger().warning(f'{err} (loaded anyway: strict loading is off)')
     state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
     expected = net.state_dict()
     problems = [f'{k!r} is missing from the file' for k in expected if k not in state]
@@ -60,3 +124,4 @@ def load_weights(net: torch.nn.Module, load_path: str, strict: bool = True,
     for k in [k for k in state if k in expected and state[k].shape != expected[k].shape]:
         state.pop(k)
     net.load_state_dict(state, strict=strict)
+    return load_path

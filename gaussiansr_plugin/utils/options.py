@@ -95,7 +95,7 @@ def check_options(opt: Dict[str, Any], is_train: bool) -> None:
                 if os.path.isdir(path) and not path.endswith('.lmdb') and not lists_images and not _has_image(path):
                     raise FileNotFoundError(f'datasets.{phase_key}.{key} holds no images: {path}')
     net = build_network(opt['network_g'])  # cheap; surfaces value errors that name their key
-    checkpoint = (opt.get('path') or {}).get('pretrain_network_g')
+    checkpoint = (opt.get('path') or {}).get('pretrain_network_g')  # a file, or the name of shipped weights
     if checkpoint and not (is_train and (opt.get('path') or {}).get('resume_state')):
         try:
             load_weights(net, os.path.expanduser(checkpoint), opt['path'].get('strict_load_g', True),
