@@ -55,3 +55,14 @@ def tiny_test_options(name: str, checkpoint: str, hr_root: str, scale: float) ->
 def write_yaml(path: Path, opt: Dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(opt, sort_keys=False))
     return path
+
+
+def build_tiny_train_model(tmp_path: Path, name: str, images: int = 1) -> Any:
+    """An ``ArbitraryScaleSRModel`` of the tiny options, set up for training in this process
+    (no launcher), on ``images`` smooth images; checkpoints and states go to ``tmp_path``."""
+    from basicsr.models import build_model
+    write_smooth_images(tmp_path / 'imgs', images)
+    opt = tiny_train_options(name, str(tmp_path / 'imgs'), str(tmp_path / 'imgs'))
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False)
+    opt['path'].update(models=str(tmp_path), training_states=str(tmp_path))
+    return build_model(opt)

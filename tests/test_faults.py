@@ -4,12 +4,11 @@ import logging
 import pytest
 import torch
 
-from basicsr.models import build_model
 from conftest import TINY_GAUSSIANSR
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_plugin.utils.checkpoint import load_weights
 from gaussiansr_plugin.utils.options import check_options
-from helpers import tiny_train_options, write_smooth_images
+from helpers import build_tiny_train_model, tiny_train_options, write_smooth_images
 
 
 def test_checkpoint_of_another_network_names_the_file_and_first_mismatched_key(tmp_path):
@@ -43,11 +42,7 @@ def test_own_checkpoint_loads_including_ema_fallback_and_module_prefix(tmp_path)
 
 
 def test_non_finite_loss_skips_the_step_and_names_the_batch(tmp_path):
-    write_smooth_images(tmp_path / 'imgs', 2)
-    opt = tiny_train_options('nan_run', str(tmp_path / 'imgs'), str(tmp_path / 'imgs'))
-    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False)
-    opt['path'].update(models=str(tmp_path), training_states=str(tmp_path))
-    model = build_model(opt)
+    model = build_tiny_train_model(tmp_path, 'nan_run', images=2)
     before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
     batch = {'lq': torch.rand(1, 3, 8, 8), 'coord': torch.rand(1, 5, 2) * 2 - 1, 'cell': torch.full((1, 5, 2), 0.1),
              'gt': torch.full((1, 5, 3), float('nan')), 'gt_path': ['/data/poisoned.png']}

@@ -23,7 +23,7 @@ from gaussiansr_plugin.inference import loading, upscale
 from gaussiansr_plugin.utils.checkpoint import ARCH_KEY, load_weights
 from gaussiansr_plugin.utils.command_line import resolve_model_arg
 from gaussiansr_plugin.utils.options import check_options
-from helpers import tiny_test_options, tiny_train_options, write_smooth_images, write_yaml
+from helpers import build_tiny_train_model, tiny_test_options, write_smooth_images, write_yaml
 
 NET_OPT = dict(type='GaussianSR', **TINY_GAUSSIANSR)
 CPU = torch.device('cpu')
@@ -155,11 +155,7 @@ def test_an_unknown_name_fails_in_one_line_listing_the_shipped_names(shipped, tm
 @pytest.fixture
 def saved(tmp_path):
     """A checkpoint written by the model's own save (net_g and EMA) of a tiny rgb_skip GaussianSR."""
-    write_smooth_images(tmp_path / 'imgs', 1)
-    opt = tiny_train_options('arch', str(tmp_path / 'imgs'), str(tmp_path / 'imgs'))
-    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False)
-    opt['path'].update(models=str(tmp_path), training_states=str(tmp_path))
-    model = build_model(opt)
+    model = build_tiny_train_model(tmp_path, 'arch')
     model.save(epoch=0, current_iter=3)
     return tmp_path / 'net_g_3.pth', model
 

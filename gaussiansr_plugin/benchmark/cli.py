@@ -59,7 +59,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = command_parser(PROG, __doc__)
     parser.add_argument('--model', action='append', default=[], metavar='NAME=OPTION_FILE[:CHECKPOINT]',
                         help='a method to compare (repeat); without CHECKPOINT: path.pretrain_network_g of the '
-                        'option file, else random weights (cost only)')
+                        'option file, else random weights (cost only); NAME=WEIGHTS for shipped weights, e.g. '
+                        'GaussianSR=gaussiansr')
     parser.add_argument('--sets', nargs='*', default=[], metavar='NAME=DIR', help='test sets (DIR/HR or DIR = HR)')
     parser.add_argument('--div2k-protocol', nargs='*', default=[], metavar='NAME',
                         help='sets evaluated on RGB with shave ceil(s)+6 (besides those named DIV2K*)')

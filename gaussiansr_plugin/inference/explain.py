@@ -1,6 +1,6 @@
 """``basicsr explain``: see a GaussianSR network's Gaussians (paper Fig. 6-8), as PNGs or in TensorBoard.
 
-    basicsr explain [--model OPTION_FILE:CHECKPOINT] -i IMAGE -o DIR [--tile 256] [-g ID] [--quiet]
+    basicsr explain [--model NAME | OPTION_FILE:CHECKPOINT] -i IMAGE -o DIR [--tile 256] [-g ID] [--quiet]
 
 Writes ``DIR/NAME_bank_kernels.png`` (the bank's kernels as ellipses with σx, σy, ρ, opacity),
 ``NAME_bank_histograms.png`` (their histograms over the bank and as selected over the image),
@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-i', '--input', required=True, help='an image')
     parser.add_argument('-o', '--output', required=True, help='output folder (created if missing)')
-    parser.add_argument('--model', help='OPTION_FILE:CHECKPOINT of a trained GaussianSR (default: as basicsr upscale)')
+    parser.add_argument('--model', help='OPTION_FILE:CHECKPOINT of a trained GaussianSR, or the name of shipped '
+                        'weights (default: as basicsr upscale)')
     parser.add_argument('--tile', type=non_negative_int, default=DEFAULT_TILE,
                         help=f'tile side in input pixels, 0 for none (default {DEFAULT_TILE})')
     parser.add_argument('-g', '--gpu-id', type=int, default=None, help='CUDA device (default 0 when CUDA is present)')

@@ -1,6 +1,6 @@
 """``basicsr upscale``: super-resolve your own images to any scale or size.
 
-    basicsr upscale -i PATH -o DIR [-s S [S ...]] [--size WxH ...] [--model OPTION_FILE:CHECKPOINT]
+    basicsr upscale -i PATH -o DIR [-s S [S ...]] [--size WxH ...] [--model NAME | OPTION_FILE:CHECKPOINT]
                     [--suffix out] [--ext auto] [--tile 256] [--tile_pad N] [--fp32] [-g ID] [--quiet]
 
 ``-i`` is an image or a folder of images; each output is ``DIR/NAME_SUFFIX.EXT`` (with several
@@ -168,8 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('-s', '--outscale', type=positive_float, nargs='+', action='append', metavar='S',
                         help='scale(s), see above (default 4)')
     parser.add_argument('--size', type=parse_size, nargs='+', action='append', metavar='WxH', help='exact sizes')
-    parser.add_argument('--model', help='OPTION_FILE:CHECKPOINT of a trained GaussianSR, LIIF or MetaSR '
-                        '(default: gaussiansr_plugin/weights/, else the demo run here)')
+    parser.add_argument('--model', help='OPTION_FILE:CHECKPOINT of a trained GaussianSR, LIIF or MetaSR, or the '
+                        'name of shipped weights, e.g. liif (default: gaussiansr_plugin/weights/gaussiansr, else the '
+                        'demo run here)')
     parser.add_argument('--suffix', default='out', help='added to output names (default: out)')
     parser.add_argument('--ext', default='auto', choices=['auto'] + [e[1:] for e in WRITABLE_FORMATS],
                         help='output format (default: the input\'s)')
