@@ -85,6 +85,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     else:
         from basicsr.test import test_pipeline
         test_pipeline(root)
+    _shut_down_dist()
+
+
+def _shut_down_dist() -> None:
+    """Ends the process group after a finished run. BasicSR never does: the group is then torn
+    down at interpreter exit, where gloo's threads can abort the process ("terminate called
+    without an active exception", SIGABRT) after a run that completed and saved everything."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # no rank tears down while another still communicates
+        dist.destroy_process_group()
 
 
 if __name__ == '__main__':
