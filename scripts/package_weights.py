@@ -15,10 +15,9 @@ of ``NAME.yml`` (strict, arch options compared) is checked before anything is wr
 import argparse
 import hashlib
 import io
-import os
 import sys
 from os import path as osp
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 import yaml
@@ -30,25 +29,19 @@ from gaussiansr_plugin.utils.options import OptionError, build_network, load_opt
 from gaussiansr_plugin.weights import WEIGHTS_DIR
 
 
-def _state_dict(checkpoint_path: str) -> Dict[str, torch.Tensor]:
-    checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=True)
-    for key in ('params_ema', 'params'):
-        if isinstance(checkpoint, dict) and key in checkpoint:
-            checkpoint = checkpoint[key]
-            break
-    return {k[7:] if k.startswith('module.') else k: v.float().contiguous() for k, v in checkpoint.items()}
-
-
 def package(option_file: str, checkpoint_path: str, name: str, out_dir: str, overwrite: bool) -> str:
     """Writes ``out_dir/NAME.pth`` and ``NAME.yml``; returns a one-line summary with the sha256."""
     opt = load_option_file(option_file)
     net = build_network(opt['network_g'])
+    # The plugin's loader: EMA weights when the run has them, 'module.' dropped, strict, arch options compared.
+    load_weights(net, checkpoint_path, strict=True, param_key='params_ema')
     pth, yml = osp.join(out_dir, f'{name}.pth'), osp.join(out_dir, f'{name}.yml')
     existing = [p for p in (pth, yml) if osp.exists(p)]
     if existing and not overwrite:
         raise FileExistsError(f'{existing[0]} exists (pass --overwrite to replace it)')
     buffer = io.BytesIO()
-    torch.save({'params': _state_dict(checkpoint_path), ARCH_KEY: net.arch_options()}, buffer)
+    state = {k: v.float().contiguous() for k, v in net.state_dict().items()}
+    torch.save({'params': state, ARCH_KEY: net.arch_options()}, buffer)
     data = buffer.getvalue()
     header = (f'# Shipped weights "{name}": {name}.pth, trained with {option_file}\n'
               f'# ({opt.get("name")}, {opt["train"]["total_iter"]} iterations) and packaged from {checkpoint_path} by\n'
@@ -57,14 +50,6 @@ def package(option_file: str, checkpoint_path: str, name: str, out_dir: str, ove
     body = {'name': f'{name}_shipped', 'model_type': opt['model_type'], 'num_gpu': 'auto',
             'network_g': dict(opt['network_g']), 'path': {'param_key_g': 'params', 'strict_load_g': True}}
     text = header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None)
-    # Check before writing: the file loads into the network the option file builds, strictly.
-    probe = osp.join(out_dir, f'.{name}.check.pth')
-    atomic_write(data, probe)
-    try:
-        load_weights(build_network(yaml.safe_load(text)['network_g']), probe, strict=True, param_key='params')
-    finally:
-        if osp.exists(probe):
-            os.remove(probe)
     atomic_write(data, pth)
     atomic_write(text.encode(), yml)
     params = sum(p.numel() for p in net.parameters())
