@@ -75,3 +75,34 @@ def test_soft_kernel_evaluation_is_the_reference_network_with_only_eval_kernel_c
     assert soft.pop('eval_kernel') == 'soft' and reference.get('eval_kernel', 'argmax') == 'argmax'
     reference.pop('eval_kernel', None)
     assert soft == reference
+
+
+LONG_ROWS = ('gaussiansr', 'bicubic64', 'liif')
+# What the 8x-budget runs (options/ablation/long/, issue 19) change, identically for every row.
+LONG_CHANGES = {('train', 'total_iter'): 12000, ('train', 'scheduler', 'milestones'): [9600],
+                ('logger', 'save_checkpoint_freq'): 1500}
+
+
+def _flatten(tree: dict, prefix=()) -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, prefix + (key,)))
+        else:
+            flat[prefix + (key,)] = value
+    return flat
+
+
+def test_long_runs_are_exactly_the_central_rows_with_8x_the_budget():
+    assert sorted(p.stem[len('train_'):] for p in (OPTIONS / 'ablation' / 'long').glob('*.yml')) == sorted(LONG_ROWS)
+    names = set()
+    for row in LONG_ROWS:
+        short = _flatten(_load(row))
+        long = _flatten(yaml.safe_load((OPTIONS / 'ablation' / 'long' / f'train_{row}.yml').read_text()))
+        assert set(long) == set(short), row
+        differing = {key for key in short if short[key] != long[key]}
+        assert differing == set(LONG_CHANGES) | {('name',)}, row
+        assert {key: long[key] for key in LONG_CHANGES} == LONG_CHANGES
+        assert short[('train', 'total_iter')] * 8 == long[('train', 'total_iter')]
+        names.add(long[('name',)])
+    assert len(names) == len(LONG_ROWS)  # the runs do not share experiment folders
