@@ -6,10 +6,11 @@
 ``-i`` is an image or a folder of images; each output is ``DIR/NAME_SUFFIX.EXT`` (with several
 outputs per image ``NAME_SUFFIX_x2.5.EXT``, ``NAME_SUFFIX_800x600.EXT``, ...).
 
-Scales (``-s/--outscale``, repeatable): one value scales both axes; two values are the width and
-height scales (``-s 2.5 3``); three or more are several outputs (``-s 2 3 4``); ``-s 2 -s 3``
-gives two outputs too. ``--size WxH`` (repeatable) asks for exact sizes. All outputs of an image
-come from ONE encoder pass per tile. Default: ``-s 4``.
+Scales (``-s/--outscale``, repeatable): every value is one output, scaled alike on both axes
+(``-s 2 3 4``, or ``-s 2 -s 3``); a per-axis scale is spelled width x height (``-s 2.5x3``: x2.5
+in width, x3 in height). Exactly two plain values in one ``-s`` (``-s 2.5 3``) once meant one
+per-axis output and are refused as ambiguous. ``--size WxH`` (repeatable) asks for exact sizes.
+All outputs of an image come from ONE encoder pass per tile. Default: ``-s 4``.
 
 Tiles: the LR image is processed in ``--tile`` x ``--tile`` tiles (0: whole), each with
 ``--tile_pad`` pixels of context; the default pad is the network's receptive field, which makes the
@@ -58,6 +59,27 @@ def positive_float(text: str) -> float:
     return value
 
 
+@dataclass(frozen=True)
+class Scale:
+    """One ``-s`` value: ``S`` (both axes) or ``SWxSH`` (width, height), as typed."""
+    text: str
+    width: float
+    height: float
+
+    @property
+    def per_axis(self) -> bool:
+        return 'x' in self.text.lower()
+
+
+def parse_scale(text: str) -> Scale:
+    """``S`` or ``SWxSH`` (e.g. ``2.5x3``: x2.5 in width, x3 in height)."""
+    parts = text.strip().lower().split('x')
+    if len(parts) > 2:
+        raise argparse.ArgumentTypeError(f'{text!r} is neither a scale (2.5) nor WIDTHxHEIGHT scales (2.5x3)')
+    width, height = (positive_float(p) for p in (parts * 2)[:2])
+    return Scale(text.strip(), width, height)
+
+
 def parse_size(text: str) -> Tuple[int, int]:
     """``WIDTHxHEIGHT`` -> (height, width)."""
     match = re.fullmatch(r'\s*(\d+)\s*[xX]\s*(\d+)\s*', text)
@@ -82,14 +104,26 @@ class Target:
         return round(height * self.scale[0]), round(width * self.scale[1])
 
 
-def make_targets(outscale: Optional[List[List[float]]], sizes: Optional[List[Tuple[int, int]]]) -> List[Target]:
+def check_scale_groups(outscale: Optional[List[List[Scale]]]) -> None:
+    """Refuses the old per-axis form ``-s SW SH`` (two plain values in one ``-s``), which now
+    would silently mean two outputs.
+
+    Raises:
+        ValueError: The message says what to write instead.
+    """
+    for group in outscale or []:
+        if len(group) == 2 and not any(s.per_axis for s in group):
+            a, b = (s.text for s in group)
+            raise ValueError(f'-s {a} {b} is ambiguous: write -s {a}x{b} for one output x{a} in width and x{b} in '
+                             f'height, or -s {a} -s {b} for two outputs')
+
+
+def make_targets(outscale: Optional[List[List[Scale]]], sizes: Optional[List[Tuple[int, int]]]) -> List[Target]:
     """The outputs asked for (see the module docstring), without duplicates; ``-s 4`` by default."""
     targets: List[Target] = []
-    for group in outscale or ([] if sizes else [[4.0]]):
-        if len(group) == 2:
-            targets.append(Target(f'x{group[0]:g}x{group[1]:g}', scale=(group[1], group[0])))
-        else:
-            targets += [Target(f'x{s:g}', scale=(s, s)) for s in group]
+    for scale in [s for group in outscale or [] for s in group] or ([] if sizes else [parse_scale('4')]):
+        label = f'x{scale.width:g}x{scale.height:g}' if scale.width != scale.height else f'x{scale.width:g}'
+        targets.append(Target(label, scale=(scale.height, scale.width)))
     targets += [Target(f'{w}x{h}', size=(h, w)) for h, w in sizes or []]
     unique = {t.label: t for t in targets}
     return list(unique.values())
@@ -165,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-i', '--input', required=True, help='an image or a folder of images')
     parser.add_argument('-o', '--output', required=True, help='output folder (created if missing)')
-    parser.add_argument('-s', '--outscale', type=positive_float, nargs='+', action='append', metavar='S',
-                        help='scale(s), see above (default 4)')
+    parser.add_argument('-s', '--outscale', type=parse_scale, nargs='+', action='append', metavar='S',
+                        help='scale(s), one output each: 2, 2.5, or per axis WIDTHxHEIGHT scales 2.5x3 (default 4)')
     parser.add_argument('--size', type=parse_size, nargs='+', action='append', metavar='WxH', help='exact sizes')
     parser.add_argument('--model', help='OPTION_FILE:CHECKPOINT of a trained GaussianSR, LIIF or MetaSR, or the '
                         'name of shipped weights, e.g. liif (default: gaussiansr_plugin/weights/gaussiansr, else the '
@@ -186,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Upscales every input; returns the exit status (1 if any image failed)."""
+    check_scale_groups(args.outscale)
     targets = make_targets(args.outscale, [s for group in args.size or [] for s in group])
     if osp.isdir(args.input):
         paths = list_images([args.input])
