@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR, registers the dataset)
 from gaussiansr_plugin.data.arbitrary_scale_paired_dataset import ArbitraryScalePairedDataset
-from gaussiansr_plugin.tools.common import list_images
+from gaussiansr_plugin.utils.folders import list_images
 from gaussiansr_plugin.tools.create_lmdb import create_lmdb
 from gaussiansr_plugin.utils.options import load_option_file
 

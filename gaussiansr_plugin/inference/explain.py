@@ -20,15 +20,14 @@ import numpy as np
 import torch
 
 from ..archs.gaussiansr_arch import GaussianSR
-from ..tools.common import check_output_folder
 from ..utils.file_io import atomic_imwrite
+from ..utils.folders import check_output_folder
+from .command import OneLineParser, non_negative_int, run_reporting_errors
 from .figures import FIGURE_SIZES, KernelStats, draw_all
 from .image_file import read_input
 from .loading import choose_device, load_net
 from .receptive_field import conv_reach, encoder_reach
-from .tiling import tiled_lr_map
-from .command import OneLineParser, non_negative_int, run_reporting_errors
-from .upscale import DEFAULT_TILE
+from .tiling import DEFAULT_TILE, tiled_lr_map
 
 
 def has_gaussians(net: torch.nn.Module) -> bool:

@@ -27,6 +27,8 @@ from ..utils.precision import autocast
 from .receptive_field import receptive_field
 
 NUDGE_PER_PIXEL = 2.0**-20
+# Tile side in LR pixels of the commands (upscale, explain) unless --tile says otherwise.
+DEFAULT_TILE = 256
 # sink(target index, row0, row1, col0, col1, rgb (row1 - row0, col1 - col0, 3) float in [0, 1] units)
 Sink = Callable[[int, int, int, int, int, torch.Tensor], None]
 

@@ -35,15 +35,14 @@ from typing import List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from ..tools.common import check_output_folder, list_images
+from ..utils.folders import check_output_folder, list_images
 from ..utils.image_io import ImageError
 from .command import OneLineParser, message, non_negative_int, run_reporting_errors, trim_heap
 from .image_file import WRITABLE_FORMATS, InputImage, OutputCanvas, output_extension, read_input
 from .loading import LoadedNet, choose_device, load_net
 from .receptive_field import receptive_field
-from .tiling import plan_spans, render
+from .tiling import DEFAULT_TILE, plan_spans, render
 
-DEFAULT_TILE = 256
 # Queries per network call on the CPU: a 256-wide decoder layer then holds 12 MB, which glibc
 # serves again from its heap chunk after chunk (see command.return_freed_memory).
 CPU_QUERY_CHUNK = 12000

@@ -30,8 +30,9 @@ import numpy as np
 from tqdm import tqdm
 
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports it)
-from gaussiansr_plugin.tools.common import encode_png, list_images, shape_hwc
+from gaussiansr_plugin.tools.common import encode_png, shape_hwc
 from gaussiansr_plugin.utils.command_line import command_parser
+from gaussiansr_plugin.utils.folders import list_images
 from gaussiansr_plugin.utils.image_io import ImageError, read_image
 
 PAGE_SIZE = 4096

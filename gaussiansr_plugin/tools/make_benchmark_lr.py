@@ -27,8 +27,9 @@ import torch
 from tqdm import tqdm
 
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports it)
-from gaussiansr_plugin.tools.common import check_output_folder, list_images, write_png_atomic
+from gaussiansr_plugin.tools.common import write_png_atomic
 from gaussiansr_plugin.utils.command_line import command_parser
+from gaussiansr_plugin.utils.folders import check_output_folder, list_images
 from gaussiansr_plugin.utils.image_io import ImageError, read_image, scale_name
 from gaussiansr_plugin.utils.resize import imresize_matlab
 
