@@ -2,20 +2,10 @@
 a single-process evaluation of the same checkpoint."""
 import os
 import re
-import socket
 import subprocess
-import sys
-from pathlib import Path
 
 from helpers import tiny_test_options, tiny_train_options, write_smooth_images, write_yaml
-
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+from job_control import BIN, torchrun
 
 
 def _psnr_lines(log: str, name: str):
@@ -32,8 +22,7 @@ def test_torchrun_two_cpu_ranks_train_in_sync_and_validate_like_one_process(tmp_
     env = dict(os.environ, OMP_NUM_THREADS='1')
     out = tmp_path / 'out'
     result = subprocess.run(
-        [str(BIN / 'torchrun'), '--nproc_per_node=2', f'--master_port={_free_port()}', str(BIN / 'basicsr'), 'train',
-         '-opt', str(opt_path), '--launcher', 'pytorch', '--root', str(out)],
+        torchrun(2, str(BIN / 'basicsr'), 'train', '-opt', str(opt_path), '--launcher', 'pytorch', '--root', str(out)),
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     exp = out / 'experiments' / 'dist_run'

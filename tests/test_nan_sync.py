@@ -4,13 +4,11 @@ weights stay identical on both ranks."""
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 from helpers import tiny_train_options, write_smooth_images, write_yaml
-from test_distributed import _free_port
+from job_control import torchrun
 
-BIN = Path(sys.executable).parent
 LAUNCHER = Path(__file__).with_name('nan_rank_launcher.py')
 
 
@@ -29,8 +27,7 @@ def test_nan_on_one_rank_skips_the_step_on_every_rank(tmp_path):
     console_path = tmp_path / 'console.txt'
     with open(console_path, 'w') as console_file:
         proc = subprocess.Popen(
-            [str(BIN / 'torchrun'), '--nproc_per_node=2', f'--master_port={_free_port()}', str(LAUNCHER), 'train',
-             '-opt', str(opt_path), '--launcher', 'pytorch', '--root', str(out)],
+            torchrun(2, str(LAUNCHER), 'train', '-opt', str(opt_path), '--launcher', 'pytorch', '--root', str(out)),
             cwd=tmp_path, env=env, stdout=console_file, stderr=subprocess.STDOUT)
         try:
             proc.wait(timeout=120)  # takes ~20 s; a hang in the all-reduce fails here

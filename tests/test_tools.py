@@ -7,7 +7,6 @@ import re  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
@@ -184,24 +183,28 @@ def test_create_lmdb_refuses_existing_target_and_bad_keys(tmp_path, capsys):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith('y.lmdb')]  # no target, no leftovers
 
 
-# create_lmdb's command line with every image taking 0.5 s more to read: with --workers 1 the
-# images are read in this process one at a time, so a build of 12 images takes 6 s and can be
-# killed between two commits.
-SLOW_CREATE_LMDB = '''
+# create_lmdb's command line, SIGKILLed when it starts encoding image number KILL_AT (from 0): with
+# --workers 1 the images are encoded lazily in this process, one at a time, as the writer asks for
+# the next, so with --batch 1 images 0 .. KILL_AT-1 have each been put and committed by then.
+KILLED_CREATE_LMDB = '''
+import os
+import signal
 import sys
-import time
 
 from gaussiansr_plugin.tools import create_lmdb
 
 encode = create_lmdb._encode_star
+started = []
 
 
-def slow_encode(args):
-    time.sleep(0.5)
+def encode_or_die(args):
+    if len(started) == int(os.environ['KILL_AT']):
+        os.kill(os.getpid(), signal.SIGKILL)
+    started.append(args)
     return encode(args)
 
 
-create_lmdb._encode_star = slow_encode
+create_lmdb._encode_star = encode_or_die
 sys.exit(create_lmdb.main(sys.argv[1:]))
 '''
 
@@ -210,30 +213,23 @@ def test_killed_create_lmdb_leaves_no_usable_target(tmp_path):
     src = tmp_path / 'src'
     _random_images(src, [(16, 16)] * 12)
     target = tmp_path / 'killed.lmdb'
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    cmd = [sys.executable, '-c', SLOW_CREATE_LMDB, '-i', str(src), '-o', str(target), '--batch', '1', '--workers',
+    env = dict(os.environ, OMP_NUM_THREADS='1', KILL_AT='5')
+    cmd = [sys.executable, '-c', KILLED_CREATE_LMDB, '-i', str(src), '-o', str(target), '--batch', '1', '--workers',
            '1']
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not list(tmp_path.glob('killed.lmdb.tmp-*/data.mdb')):  # writing has started
-            assert proc.poll() is None, 'create_lmdb ended before it could be interrupted'
-            assert time.monotonic() < deadline, 'create_lmdb did not start writing'
-            time.sleep(0.05)
-        time.sleep(1.0)  # a couple of commits in
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL  # it really was killed mid-way, not finished
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]  # killed mid-way, not finished
 
+    # The kill came after 5 commits: the temporary database holds exactly those 5 images ...
+    leftover = next(tmp_path.glob('killed.lmdb.tmp-*'))
+    with _lmdb_env(leftover) as env_, env_.begin() as txn:
+        assert [key.decode() for key, _ in txn.cursor()] == [f'img{i:02d}' for i in range(5)]
     assert not target.exists()
     opt = dict(name='killed', phase='train', dataroot_gt=str(target), io_backend=dict(type='lmdb'), lq_size=8,
                scale_max=2, sample_q=64)
     with pytest.raises(FileNotFoundError):
         ArbitraryScalePairedDataset(opt)
-    # Even the half-written temporary folder is not accepted (meta_info.txt comes last) ...
-    leftover = next(tmp_path.glob('killed.lmdb.tmp-*'))
+    # ... yet even it is not accepted (meta_info.txt comes last) ...
+    assert not (leftover / 'meta_info.txt').exists()
     with pytest.raises(FileNotFoundError):
         ArbitraryScalePairedDataset(dict(opt, dataroot_gt=str(leftover)))
     # ... and the next run removes it and builds the target.
