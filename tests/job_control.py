@@ -15,8 +15,9 @@ FAULT_LAUNCHER = Path(__file__).with_name('fault_launcher.py')
 def torchrun(ranks: int, *args: str) -> List[str]:
     """``torchrun`` for ``ranks`` processes on this machine. ``--standalone``: the rendezvous
     store and the store the ranks share listen on ports the OS assigns at bind time and keeps
-    open, so two tests (or two jobs) never race for a port a test picked and released."""
-    return [str(BIN / 'torchrun'), '--standalone', f'--nproc_per_node={ranks}', *args]
+    open, so two tests (or two jobs) never race for a port a test picked and released. Loopback
+    address: the machine's host name need not resolve."""
+    return [str(BIN / 'torchrun'), '--standalone', '--local-addr=127.0.0.1', f'--nproc_per_node={ranks}', *args]
 
 
 def fault_env(fault_dir: Path, at: str, action: str = 'stop', ranks: str = None) -> Dict[str, str]:
