@@ -1,5 +1,6 @@
 """ArbitraryScalePairedDataset: sample shapes, scales, LR protocols and bad images."""
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -88,12 +89,13 @@ def test_val_with_lr_folder_uses_benchmark_naming(tmp_path):
     assert sample['lq'].shape == (3, 10, 6) and sample['gt'].shape == (3, 30, 18)
 
 
-def test_benchmark_lr_made_on_the_fly_equals_the_standard_lr(shared_data):
-    hr_dir = shared_data / 'benchmark' / 'Set5' / 'HR'
-    opt = dict(name='set5', type='ArbitraryScalePairedDataset', phase='val', dataroot_gt=str(hr_dir), scale=4,
-               image_names=['baby.png'])
+@pytest.mark.parametrize('scale', [2, 3, 4])  # x3 crops the HR (344 rows) to 342 first
+def test_benchmark_lr_made_on_the_fly_equals_the_standard_lr(scale):
+    fixture = Path(__file__).resolve().parent / 'fixtures' / 'Set5_woman'  # a Set5 image and its published LR
+    opt = dict(name='set5', type='ArbitraryScalePairedDataset', phase='val', dataroot_gt=str(fixture / 'HR'),
+               scale=scale)
     made = ArbitraryScalePairedDataset(opt)[0]['lq']
-    standard = cv2.imread(str(shared_data / 'benchmark' / 'Set5' / 'LR_bicubic' / 'X4' / 'babyx4.png'))
+    standard = cv2.imread(str(fixture / 'LR_bicubic' / f'X{scale}' / f'womanx{scale}.png'))
     standard = torch.from_numpy(standard[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255
     assert torch.equal(made, standard)
 
