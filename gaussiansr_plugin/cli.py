@@ -31,7 +31,7 @@ def _split_root(args: List[str]) -> tuple:
 def _prepare(args: List[str]) -> int:
     """Runs a data preparation tool: ``basicsr prepare NAME ARGS`` = ``python -m gaussiansr_plugin.tools.NAME ARGS``."""
     import importlib
-    tools = ('extract_subimages', 'create_lmdb', 'make_benchmark_lr')
+    tools = ('extract_subimages', 'create_lmdb', 'make_benchmark_lr', 'convert_official')
     name = args[0].replace('-', '_') if args else ''
     if name not in tools:
         print(f'usage: basicsr prepare {{{",".join(tools)}}} ... (got {args[0] if args else "nothing"!r})',

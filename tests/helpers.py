@@ -1,6 +1,8 @@
 """Tiny data and option files for end-to-end tests."""
+import contextlib
+import logging
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Iterator, List
 
 import cv2
 import numpy as np
@@ -66,3 +68,19 @@ def build_tiny_train_model(tmp_path: Path, name: str, images: int = 1) -> Any:
     opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False)
     opt['path'].update(models=str(tmp_path), training_states=str(tmp_path))
     return build_model(opt)
+
+
+@contextlib.contextmanager
+def basicsr_records(name: str = 'basicsr') -> Iterator[List[logging.LogRecord]]:
+    """The records BasicSR's logger (or its child ``name``) emits inside the block, INFO and up
+    (another test may have quietened it: ``basicsr benchmark`` does)."""
+    logger, records = logging.getLogger(name), []
+    handler, level = logging.Handler(), logger.level
+    handler.emit = records.append
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

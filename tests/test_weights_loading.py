@@ -3,11 +3,8 @@
 The shipped folder is a tmp folder holding a tiny GaussianSR (``WEIGHTS_DIR`` monkeypatched);
 the test that the real shipped files load and reproduce their PSNR lives elsewhere.
 """
-import contextlib
-import logging
 import sys
 from pathlib import Path
-from typing import Iterator, List
 
 import cv2
 import numpy as np
@@ -23,7 +20,7 @@ from gaussiansr_plugin.inference import loading, upscale
 from gaussiansr_plugin.utils.checkpoint import ARCH_KEY, load_weights
 from gaussiansr_plugin.utils.command_line import resolve_model_arg
 from gaussiansr_plugin.utils.options import check_options
-from helpers import build_tiny_train_model, tiny_test_options, write_smooth_images, write_yaml
+from helpers import basicsr_records, build_tiny_train_model, tiny_test_options, write_smooth_images, write_yaml
 
 NET_OPT = dict(type='GaussianSR', **TINY_GAUSSIANSR)
 CPU = torch.device('cpu')
@@ -41,22 +38,6 @@ def _random_net(net_opt=NET_OPT) -> torch.nn.Module:
 def _same_weights(net: torch.nn.Module, state: dict) -> bool:
     return state.keys() == net.state_dict().keys() and all(torch.equal(v, state[k]) for k, v in
                                                            net.state_dict().items())
-
-
-@contextlib.contextmanager
-def _basicsr_records() -> Iterator[List[logging.LogRecord]]:
-    """The records BasicSR's logger emits inside the block, INFO and up (another test may have
-    quietened it: ``basicsr benchmark`` does)."""
-    logger, records = logging.getLogger('basicsr'), []
-    handler, level = logging.Handler(), logger.level
-    handler.emit = records.append
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 @pytest.fixture
@@ -128,7 +109,7 @@ def test_test_command_loads_pretrain_network_g_by_name(shipped, tmp_path, monkey
     opt = write_yaml(tmp_path / 'test.yml', tiny_test_options('by_name', 'tiny', str(tmp_path / 'hr'), 2))
     check_options(tiny_test_options('by_name', 'tiny', str(tmp_path / 'hr'), 2), is_train=False)
     monkeypatch.setattr(sys, 'argv', list(sys.argv))  # cli.main sets it for BasicSR's parse_options
-    with _basicsr_records() as records:
+    with basicsr_records() as records:
         cli.main(['test', '-opt', str(opt), '--root', str(tmp_path / 'run')])
     assert f'Loaded GaussianSR from {pth} [params_ema].' in [r.getMessage() for r in records]
     assert (tmp_path / 'run' / 'results' / 'by_name' / 'visualization' / 'tiny_x2' / 'img00_by_name.png').is_file()
@@ -216,7 +197,7 @@ def test_checkpoints_without_arch_options_load_as_before(tmp_path):
 def test_non_strict_loading_logs_differing_arch_options_and_loads(saved):
     path, model = saved
     net = GaussianSR(**dict(TINY_GAUSSIANSR, rgb_skip=False))
-    with _basicsr_records() as records:
+    with basicsr_records() as records:
         load_weights(net, str(path), strict=False, param_key='params')
     assert _same_weights(net, model.net_g.state_dict())
     assert any('rgb_skip=True, the network has rgb_skip=False' in r.getMessage() for r in records)

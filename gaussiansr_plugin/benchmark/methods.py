@@ -26,7 +26,7 @@ import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports
 from basicsr.models import build_model
 from basicsr.utils import get_root_logger
 from gaussiansr_plugin.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel
-from gaussiansr_plugin.utils.checkpoint import find_checkpoint
+from gaussiansr_plugin.utils.checkpoint import CONVERSION_LOGGER, find_checkpoint
 from gaussiansr_plugin.utils.command_line import resolve_model_arg
 from gaussiansr_plugin.utils.options import OptionError, load_option_file
 from gaussiansr_plugin.utils.resize import imresize_matlab
@@ -127,8 +127,10 @@ class ModelMethod(Method):
 
 
 def quiet_basicsr_logger() -> None:
-    """BasicSR's logger prints every network and model creation at INFO; the harness prints its own lines."""
+    """BasicSR's logger prints every network and model creation at INFO; the harness prints its own
+    lines. Conversions of checkpoints in another layout (official LIIF / MetaSR files) stay shown."""
     get_root_logger().setLevel(logging.WARNING)
+    logging.getLogger(CONVERSION_LOGGER).setLevel(logging.INFO)
 
 
 def probe_input(lq_size: int, device: torch.device) -> torch.Tensor:

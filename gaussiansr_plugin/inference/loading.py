@@ -4,7 +4,8 @@ else the demo's checkpoint.
 
 The option file's ``network_g`` is built as the option check builds it (``utils/options.py``) and
 the checkpoint is loaded with ``weights_only=True`` (``utils/checkpoint.py``): EMA weights when
-the file has them, else ``params``; a file that does not fit, or was trained with other arch
+the file has them, else ``params``; a LIIF or MetaSR file as its authors released it is
+converted (the model line says so); a file that does not fit, or was trained with other arch
 options, fails with one line naming it.
 """
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import torch
 
 from .. import weights
 from ..archs.arch_util import ImplicitSRNet
-from ..utils.checkpoint import load_weights
+from ..utils.checkpoint import load_weights, read_weights
 from ..utils.command_line import resolve_model_arg
 from ..utils.options import build_network, load_option_file
 
@@ -32,11 +33,13 @@ class LoadedNet:
     option_file: str
     checkpoint: str
     query_chunk: int
+    converted: Optional[str] = None  # what converting a file in another layout did (official LIIF/MetaSR)
 
     @property
     def description(self) -> str:
         params = sum(p.numel() for p in self.net.parameters())
-        return f'{type(self.net).__name__} ({params:,} parameters) from {self.checkpoint}'
+        converted = f', {self.converted}' if self.converted else ''
+        return f'{type(self.net).__name__} ({params:,} parameters) from {self.checkpoint}{converted}'
 
 
 def default_model_arg() -> str:
@@ -82,12 +85,12 @@ def load_net(model_arg: Optional[str], device: torch.device) -> LoadedNet:
     checkpoint = checkpoint or path_opt.get('pretrain_network_g')
     if not checkpoint:
         raise FileNotFoundError(f'--model {model_arg}: no checkpoint (give OPTION_FILE:CHECKPOINT)')
-    checkpoint = load_weights(net, osp.expanduser(checkpoint), strict=True,
-                              param_key=path_opt.get('param_key_g', 'params_ema'))
+    weights = read_weights(osp.expanduser(checkpoint), param_key=path_opt.get('param_key_g', 'params_ema'))
+    load_weights(net, weights, strict=True)
     net.eval().requires_grad_(False).to(device)
     chunk = (opt.get('val') or {}).get('query_chunk', DEFAULT_QUERY_CHUNK)
-    return LoadedNet(net, option_file, checkpoint, chunk if isinstance(chunk, int) and chunk > 0 else
-                     DEFAULT_QUERY_CHUNK)
+    return LoadedNet(net, option_file, weights.path, chunk if isinstance(chunk, int) and chunk > 0 else
+                     DEFAULT_QUERY_CHUNK, weights.converted)
 
 
 def choose_device(gpu_id: Optional[int]) -> torch.device:

@@ -5,21 +5,28 @@ checkpoint it writes carry the arch's behaviour-defining options under ``ARCH_KE
 ``params`` / ``params_ema``); ``load_weights`` refuses a checkpoint whose options differ from the
 network's. The option check (``utils/options.py``) loads ``pretrain_network_g`` with
 ``load_weights`` before training starts. A checkpoint may also be given by the name of shipped
-weights (``gaussiansr_plugin/weights``).
+weights (``gaussiansr_plugin/weights``), or be a LIIF or MetaSR file as its authors released it
+(``utils/official_checkpoint.py``: converted on reading, its args checked like our arch options).
 """
 import io
+import logging
+from dataclasses import dataclass
 from os import path as osp
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 import torch
 
 from basicsr.utils import get_root_logger
 from ..weights import describe_shipped, resolve_weights_name
 from .file_io import atomic_write
+from .official_checkpoint import convert_official, is_official_layout
 
 # Key of a checkpoint's arch options: {'type': arch name, option: value}, plain Python values
 # (bool, int, float, str, lists of them), so that ``torch.load(weights_only=True)`` reads them.
 ARCH_KEY = 'arch'
+# The logger of checkpoint conversions (official LIIF / MetaSR files); its records go to BasicSR's
+# handlers, and ``basicsr benchmark``, which quietens BasicSR's logger, keeps this one at INFO.
+CONVERSION_LOGGER = 'basicsr.checkpoint'
 
 
 def atomic_torch_save(obj: Any, file_path: str) -> None:
@@ -59,11 +66,12 @@ def check_arch(saved: Any, net: torch.nn.Module, load_path: str) -> None:
     Options such as ``rgb_skip`` change what the network computes, not its parameter shapes:
     without this check such a checkpoint would load silently and give wrong outputs. Only the
     options both sides name are compared, so checkpoints without them (older files, other
-    people's) and options added later pass.
+    people's) and options added later pass. A network without ``arch_options`` (e.g. BasicSR's
+    EDSR) is compared by its class name only.
     """
-    ours = arch_options_of(net)
-    if not isinstance(saved, dict) or ours is None:
+    if not isinstance(saved, dict):
         return
+    ours = arch_options_of(net) or {'type': type(net).__name__}
     if saved.get('type', ours.get('type')) != ours.get('type'):
         raise ValueError(f'Checkpoint {load_path} was trained as {saved["type"]}, the network is {ours["type"]}')
     differing = [k for k in ours if k != 'type' and k in saved and saved[k] != ours[k]]
@@ -73,21 +81,31 @@ def check_arch(saved: Any, net: torch.nn.Module, load_path: str) -> None:
         raise ValueError(f'Checkpoint {load_path} was trained with {theirs}, the network has {mine}')
 
 
-def load_weights(net: torch.nn.Module, load_path: str, strict: bool = True,
-                 param_key: Optional[str] = 'params') -> str:
-    """Loads a checkpoint into ``net`` with ``weights_only=True`` and one clear error.
+@dataclass
+class Weights:
+    """A checkpoint as ``read_weights`` read it.
 
-    Stands in for ``BaseModel.load_network``, which unpickles arbitrary objects (other people's
-    checkpoints run code) and, on a file that does not fit the network, fails deep in
-    ``load_state_dict`` after printing key lists to the log. Here a missing, unreadable or
-    mismatched file raises ``ValueError`` naming the file and the first mismatched key, and a
-    file saved with other arch options (see ``check_arch``) names the options. ``load_path``
-    may be the name of shipped weights (``find_checkpoint``). BasicSR's conventions stay:
-    ``params_ema`` falls back to ``params``; 'module.' prefixes are dropped; ``strict=False``
-    skips keys whose shapes differ and only logs differing arch options.
+    Attributes:
+        path: The file.
+        state: Its state dict, 'module.' prefixes dropped.
+        arch: Its arch options record (``ARCH_KEY``), None when it has none.
+        converted: For a file in another layout (``utils/official_checkpoint.py``), what the
+            conversion did; None otherwise.
+    """
+    path: str
+    state: Dict[str, torch.Tensor]
+    arch: Optional[Dict[str, Any]] = None
+    converted: Optional[str] = None
 
-    Returns:
-        str: The file loaded.
+
+def read_weights(load_path: str, param_key: Optional[str] = 'params') -> Weights:
+    """Reads a checkpoint with ``weights_only=True``: ours (``params_ema`` falling back to
+    ``params``, as BasicSR does), or LIIF's and MetaSR's as their authors released them (the LIIF
+    repository's layout, converted). ``load_path`` may be the name of shipped weights.
+
+    Raises:
+        ValueError: Missing, unreadable (truncated, or holding more than tensors), not a state
+            dict, or in the official layout with args not implemented here; one line naming the file.
     """
     load_path = find_checkpoint(load_path)
     try:
@@ -95,6 +113,8 @@ def load_weights(net: torch.nn.Module, load_path: str, strict: bool = True,
     except Exception as err:  # noqa: BLE001  (unpickling a bad file raises many types)
         raise ValueError(f'Checkpoint {load_path} cannot be loaded as weights only '
                          f'(truncated, or it holds more than tensors): {err}') from err
+    if is_official_layout(checkpoint):
+        return Weights(load_path, *convert_official(checkpoint, load_path))
     if isinstance(checkpoint, dict) and param_key is not None and param_key in checkpoint:
         state = checkpoint[param_key]
     elif isinstance(checkpoint, dict) and 'params' in checkpoint:
@@ -104,14 +124,38 @@ def load_weights(net: torch.nn.Module, load_path: str, strict: bool = True,
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f'Checkpoint {load_path} is not a state dict (key {param_key!r} or "params" holding '
                          'tensors)')
-    if isinstance(checkpoint, dict) and ARCH_KEY in checkpoint:
+    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+    arch = checkpoint.get(ARCH_KEY) if isinstance(checkpoint, dict) else None
+    return Weights(load_path, state, arch)
+
+
+def load_weights(net: torch.nn.Module, source: Union[str, Weights], strict: bool = True,
+                 param_key: Optional[str] = 'params') -> str:
+    """Loads a checkpoint into ``net`` with ``weights_only=True`` and one clear error.
+
+    Stands in for ``BaseModel.load_network``, which unpickles arbitrary objects (other people's
+    checkpoints run code) and, on a file that does not fit the network, fails deep in
+    ``load_state_dict`` after printing key lists to the log. Here a missing, unreadable or
+    mismatched file raises ``ValueError`` naming the file and the first mismatched key, and a
+    file saved with other arch options (see ``check_arch``) names the options. ``source`` is a
+    path, the name of shipped weights, or what ``read_weights`` returned; official LIIF and
+    MetaSR files are converted (``read_weights``), their args checked like our arch options,
+    and the conversion logged. BasicSR's conventions stay: ``params_ema`` falls back to
+    ``params``; 'module.' prefixes are dropped; ``strict=False`` skips keys whose shapes differ
+    and only logs differing arch options.
+
+    Returns:
+        str: The file loaded.
+    """
+    weights = source if isinstance(source, Weights) else read_weights(source, param_key)
+    load_path, state = weights.path, dict(weights.state)
+    if weights.arch is not None:
         try:
-            check_arch(checkpoint[ARCH_KEY], net, load_path)
+            check_arch(weights.arch, net, load_path)
         except ValueError as err:
             if strict:
                 raise
             get_root_logger().warning(f'{err} (loaded anyway: strict loading is off)')
-    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
     expected = net.state_dict()
     problems = [f'{k!r} is missing from the file' for k in expected if k not in state]
     problems += [f'{k!r} is not in {type(net).__name__}' for k in state if k not in expected]
@@ -124,4 +168,8 @@ def load_weights(net: torch.nn.Module, load_path: str, strict: bool = True,
     for k in [k for k in state if k in expected and state[k].shape != expected[k].shape]:
         state.pop(k)
     net.load_state_dict(state, strict=strict)
+    if weights.converted:
+        # A child of BasicSR's logger, not ``get_root_logger()``: called before BasicSR sets its
+        # logger up (the option check), that would set it up without the run's log file.
+        logging.getLogger(CONVERSION_LOGGER).info(f'Checkpoint {load_path} {weights.converted}')
     return load_path
