@@ -14,9 +14,10 @@ every process that imports the plugin (torchrun ranks, spawned data workers) get
   parameter shapes);
 - exact resume: every training state holds the RNG states of every rank, and the resumed run
   continues the saved epoch where it stopped (``utils/resume.py``);
-- per-sample randomness: the train sampler yields ``SampleKey``s whose seeds are a function of
-  (run seed, epoch, position), so data workers draw the same crops and scales in every run
-  (``utils/sample_keys.py``).
+- per-sample randomness: the train sampler yields ``SampleKey``s, ints (the indices it yielded
+  before) that carry a seed, a function of (run seed, epoch, position), so our datasets' data
+  workers draw the same crops and scales in every run (``utils/sample_keys.py``); BasicSR's own
+  datasets index with them as with the plain indices and draw as before.
 """
 import types
 from typing import Any, Dict, List, Optional

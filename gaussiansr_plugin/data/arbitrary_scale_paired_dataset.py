@@ -2,7 +2,7 @@
 import math
 import os
 from os import path as osp
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch.utils import data as data
@@ -44,7 +44,7 @@ class ArbitraryScalePairedDataset(data.Dataset):
     lq_size * scale_min is rejected when the dataset is built. Indexed with a ``SampleKey`` (what
     the train sampler yields in BasicSR's loop), a sample draws from its own generator, seeded
     from (seed, epoch, position): the same draws in any data worker and after a resume
-    (``utils/sample_keys.py``); indexed with an int, from torch's global RNG.
+    (``utils/sample_keys.py``); indexed with a plain int, from torch's global RNG.
 
     Val/test phase: a fixed ``scale`` (integer or not). The LR is read from ``dataroot_lq``
     (BasicSR's ``LR_bicubic/X{s}`` naming through ``filename_tmpl``) and the HR cropped to the LR
@@ -223,10 +223,10 @@ class ArbitraryScalePairedDataset(data.Dataset):
     def __len__(self) -> int:
         return len(self.names)
 
-    def __getitem__(self, index: Union[int, SampleKey]) -> Dict[str, Any]:
-        generator = None  # torch's global RNG
-        if isinstance(index, SampleKey):
-            index, generator = index.index, index.generator()
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        # A SampleKey (an int) brings this sample's generator; a plain int draws from torch's global RNG.
+        generator = index.generator() if isinstance(index, SampleKey) else None
+        index = int(index)
         if not self.is_train:
             name = self.names[index]
             return self._eval_sample(self._read(self.gt_root, name, 'gt'), name)

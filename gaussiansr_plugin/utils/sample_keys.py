@@ -6,8 +6,13 @@ worker's global RNG cannot be replayed by a resumed run. Instead the train sampl
 ``SampleKey`` per sample, made in the main process (so persistent workers get it too), and the
 dataset draws from a ``torch.Generator`` seeded with the key's seed: the same sample has the same
 crop, scale, flips and queries with 0 or N workers, before and after a resume.
+
+A ``SampleKey`` is an ``int`` (the dataset index) that carries the seed as an attribute: the
+sampler yields keys for every dataset, and a dataset that does not look for the seed (BasicSR's
+``PairedImageDataset`` and every other host dataset) indexes, formats and pickles it as the
+plain index, so it trains exactly as without the plugin.
 """
-from typing import List, NamedTuple, Optional, Sequence, Union
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -17,11 +22,25 @@ import torch
 _run_seed: List[Optional[int]] = [None]
 
 
-class SampleKey(NamedTuple):
-    """What the train sampler yields instead of a plain index."""
+class SampleKey(int):
+    """What the train sampler yields instead of a plain index: the index itself, carrying
+    ``seed``, which seeds this sample's generator (a function of run seed, epoch, position).
 
-    index: int  # the image in the dataset
-    seed: int  # seeds this sample's generator: a function of (run seed, epoch, position)
+    To anything but ``seed`` and ``generator`` it is the ``int`` index (arithmetic, ``==``,
+    ``hash``, ``str``/``repr``, list and tensor indexing all give the plain index's results).
+    """
+
+    seed: int
+
+    def __new__(cls, index: int, seed: int) -> 'SampleKey':
+        key = super().__new__(cls, index)
+        key.seed = int(seed)
+        return key
+
+    def __reduce__(self):
+        # Data workers receive their indices pickled; the default reduction of an int subclass
+        # calls SampleKey(index) and fails for want of the seed.
+        return SampleKey, (int(self), self.seed)
 
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed)
@@ -56,7 +75,7 @@ def sample_seeds(seed: int, epoch: int, positions: np.ndarray) -> np.ndarray:
 
 
 def keys_for_epoch(indices: Sequence[int], epoch: int, rank: int,
-                   num_replicas: int) -> List[Union[int, SampleKey]]:
+                   num_replicas: int) -> List[int]:
     """The sampler's ``indices`` for one rank and epoch, as ``SampleKey``s (plain when no run seed).
 
     The i-th index of a rank is sample ``i * num_replicas + rank`` of the epoch (BasicSR's
