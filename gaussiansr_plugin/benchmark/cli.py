@@ -1,15 +1,16 @@
 """Compare SR methods on the same test sets, scales and machine: quality, cost, and a figure.
 
     basicsr benchmark \\
-        --model GaussianSR=options/train_gaussiansr.yml:experiments/GaussianSR/models/net_g_latest.pth \\
-        --model LIIF=options/train_liif.yml:experiments/LIIF/models/net_g_latest.pth \\
-        --model EDSRx2=options/train_edsr_x2.yml:experiments/EDSR_Mx2/models/net_g_latest.pth \\
+        --model GaussianSR=options/train_gaussiansr.yml:experiments/GaussianSR_EDSR-baseline_DIV2K/models/net_g_latest.pth \\
+        --model LIIF=options/train_liif.yml:experiments/LIIF_EDSR-baseline_DIV2K/models/net_g_latest.pth \\
+        --model EDSRx2=options/train_edsr_x2.yml:experiments/EDSR_Mx2_DIV2K/models/net_g_latest.pth \\
         --sets Set5=datasets/benchmark/Set5 Set14=datasets/benchmark/Set14 DIV2K=datasets/DIV2K/DIV2K_valid_HR \\
         [--scales 2 3 4 2.4 3.6 6 8 12] [--out results/compare] [--train-speed] [--quick] \\
         [--pairs GaussianSR:LIIF LIIF:Bicubic]
 
-(or ``python -m gaussiansr_plugin.benchmark ...``). Every ``--model NAME=OPTION_FILE[:CHECKPOINT]``
-is built by BasicSR from its option file (``methods``); bicubic is always added. Query-based
+(or ``python -m gaussiansr_plugin.benchmark ...``; ``experiments/NAME`` is the run folder of an
+option file whose ``name`` is NAME). Every ``--model NAME=OPTION_FILE[:CHECKPOINT]`` is built by
+BasicSR from its option file (``methods``); bicubic is always added. Query-based
 models run at every scale, fixed-scale models (e.g. EDSR) only at their own. A set is
 ``NAME=DIR`` with the HR images in ``DIR/HR`` (LR, when present, in
 ``DIR/LR_bicubic/X{s}/{name}x{s}.png``) or directly in ``DIR`` (``sets``).
@@ -50,13 +51,14 @@ from gaussiansr_plugin.utils.command_line import command_parser
 from gaussiansr_plugin.utils.image_io import ImageError
 from gaussiansr_plugin.utils.options import OptionError
 
-PROG = 'gaussiansr_plugin.benchmark'
+MODULE = 'gaussiansr_plugin.benchmark'
 DEFAULT_SCALES = [2, 3, 4, 2.4, 3.6, 6, 8, 12]
 DEFAULT_SIZES = [128, 256, 384, 512]
 
 
-def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = command_parser(PROG, __doc__)
+def parse_args(argv: Optional[List[str]], prog: str = 'basicsr benchmark') -> argparse.Namespace:
+    parser = command_parser(MODULE, __doc__)
+    parser.prog = prog  # how the user invoked it, for usage and error lines
     parser.add_argument('--model', action='append', default=[], metavar='NAME=OPTION_FILE[:CHECKPOINT]',
                         help='a method to compare (repeat); without CHECKPOINT: path.pretrain_network_g of the '
                         'option file, else random weights (cost only); NAME=WEIGHTS for shipped weights, e.g. '
@@ -201,9 +203,9 @@ def run(args: argparse.Namespace) -> str:
     return report
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    args = parse_args(argv)
+def main(argv: Optional[List[str]] = None, prog: str = 'basicsr benchmark') -> int:
+    """Command-line entry point; returns the exit status. ``prog``: the command as invoked."""
+    args = parse_args(argv, prog)
     try:
         report = run(args)
     except OptionError as err:
