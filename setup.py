@@ -7,7 +7,7 @@ setup(
     description='GaussianSR arbitrary-scale super-resolution for the BasicSR toolbox',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
-    python_requires='>=3.9',
+    python_requires='>=3.11',  # what the suite is run with (README, .ci/run); older versions are untested
     packages=find_packages(include=['gaussiansr_plugin', 'gaussiansr_plugin.*']),
     # Shipped weights (gaussiansr_plugin/weights): NAME.pth beside its option file NAME.yml.
     package_data={'gaussiansr_plugin.weights': ['*.pth', '*.yml', 'README.md']},
@@ -21,6 +21,7 @@ setup(
         'lmdb',
         'tb-nightly',
         'scikit-image',  # its bundled photos feed the demo; basicsr declares it too
+        'scipy',  # benchmark --pairs (t-interval); basicsr declares it too
         'pillow',
         'matplotlib',  # basicsr explain and the validation figures
         'tqdm',  # progress bars (validation, tools)
