@@ -163,6 +163,13 @@ def test_a_file_of_another_arch_fails_in_one_line(reference, lr_path, tmp_path, 
     torch.save(rdn, tmp_path / 'rdn.pth')
     err = _upscale_error(tmp_path, tmp_path / 'rdn.pth', lr_path, capsys)
     assert "its encoder is 'rdn'; only the EDSR encoders (edsr-baseline, edsr) are implemented here" in err
+    # The GaussianSR authors' model in this layout (docs/COMPARE.md: not ours under other names).
+    theirs = _official(reference)
+    theirs['model']['name'] = 'gaussian-splatter'
+    torch.save(theirs, tmp_path / 'gaussiansr_authors.pth')
+    err = _upscale_error(tmp_path, tmp_path / 'gaussiansr_authors.pth', lr_path, capsys)
+    assert ("(LIIF repository layout, model 'gaussian-splatter'): of the models saved in this layout only liif and "
+            'metasr are implemented here') in err
 
 
 def test_args_the_network_was_not_built_with_fail_in_one_line_naming_them(reference, lr_path, tmp_path, capsys):

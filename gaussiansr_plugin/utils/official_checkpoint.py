@@ -97,8 +97,8 @@ def official_arch_options(model: Mapping[str, Any], where: str) -> Dict[str, Any
     """
     name, args = model.get('name'), model.get('args')
     if name not in OFFICIAL_ARCHS:
-        raise ValueError(f'{where}: its model is {name!r}; of the LIIF repository\'s models only '
-                         f'{" and ".join(OFFICIAL_ARCHS)} are implemented here')
+        raise ValueError(f'{where}: of the models saved in this layout only {" and ".join(OFFICIAL_ARCHS)} are '
+                         'implemented here')
     if not isinstance(args, dict):
         raise ValueError(f'{where}: model args is {args!r}, not a dict')
     known = {'encoder_spec', 'imnet_spec', *LIIF_SWITCHES} if name == 'liif' else {'encoder_spec'}
@@ -136,7 +136,7 @@ def convert_official(checkpoint: Mapping[str, Any], load_path: str) -> Tuple[Dic
             dict; the message names ``load_path``.
     """
     model = checkpoint['model']
-    where = f'Checkpoint {load_path} (official {model.get("name")!r} layout of the LIIF repository)'
+    where = f'Checkpoint {load_path} (LIIF repository layout, model {model.get("name")!r})'
     arch = official_arch_options(model, where)
     sd = model['sd']
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
