@@ -12,17 +12,21 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from ..utils.coord import make_cell, make_coord
 from ..utils.image_io import ImageError, decode_rgb, is_image_file, scale_name
 from ..utils.metrics import default_shave
+from ..utils.option_rules import (BOOL, MAPPING, NON_NEGATIVE_INT, POSITIVE_INT, STRING, check_section, check_value,
+                                  list_of, number, optional)
+from ..utils.option_sections import LOADER_RULES
 from ..utils.resize import get_downsampler
 from ..utils.sample_keys import SampleKey
 
-# Keys BasicSR itself reads from a dataset section (build_dataloader, train.py, parse_options).
-BASICSR_KEYS = {
-    'name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu', 'use_shuffle',
-    'dataset_enlarge_ratio', 'prefetch_mode', 'num_prefetch_queue', 'pin_memory', 'persistent_workers'
-}
-COMMON_KEYS = {'dataroot_gt', 'io_backend', 'meta_info_file', 'image_names', 'downsampler', 'quantize_lq'}
-TRAIN_KEYS = {'lq_size', 'scale_min', 'scale_max', 'sample_q', 'augment', 'skip_bad_images'}
-EVAL_KEYS = {'dataroot_lq', 'filename_tmpl', 'shave', 'test_y_channel'}
+# Keys BasicSR itself reads from a dataset section (build_dataloader, train.py, parse_options),
+# checked by utils/option_sections.py; the kinds of the dataset's own keys, per phase:
+BASICSR_KEYS = set(LOADER_RULES)
+COMMON_RULES = {'dataroot_gt': STRING, 'io_backend': MAPPING, 'meta_info_file': STRING,
+                'image_names': list_of(STRING), 'downsampler': STRING, 'quantize_lq': BOOL}
+TRAIN_RULES = {'lq_size': POSITIVE_INT, 'scale_min': number(1), 'scale_max': number(1),
+               'sample_q': optional(POSITIVE_INT), 'augment': BOOL, 'skip_bad_images': BOOL}
+EVAL_RULES = {'scale': number(1), 'dataroot_lq': STRING, 'filename_tmpl': STRING, 'shave': NON_NEGATIVE_INT,
+              'test_y_channel': BOOL}
 
 
 def _expand_path(path: str) -> str:
@@ -103,13 +107,12 @@ class ArbitraryScalePairedDataset(data.Dataset):
         phase = opt.get('phase')
         if phase not in ('train', 'val', 'test'):
             raise ValueError(f"{where}: phase must be train/val/test, got {phase!r}")
-        allowed = BASICSR_KEYS | COMMON_KEYS | (TRAIN_KEYS if phase == 'train' else EVAL_KEYS)
-        unknown = sorted(set(opt) - allowed)
+        rules = dict(COMMON_RULES, **(TRAIN_RULES if phase == 'train' else EVAL_RULES))
+        unknown = sorted(set(opt) - BASICSR_KEYS - set(rules))
         if unknown:
-            raise KeyError(f'{where}: unknown key(s) {unknown} for the {phase} phase of '
-                           f'ArbitraryScalePairedDataset; allowed: {sorted(allowed - BASICSR_KEYS)}')
-        if not opt.get('dataroot_gt'):
-            raise KeyError(f'{where}.dataroot_gt is required')
+            raise KeyError(f'{where}.{unknown[0]}: unknown key for the {phase} phase of ArbitraryScalePairedDataset; '
+                           f'allowed: {", ".join(sorted(rules))}')
+        check_section(opt, rules, where, required=('dataroot_gt', ) + (('scale', ) if phase != 'train' else ()))
         backend = (opt.get('io_backend') or {}).get('type', 'disk')
         if backend not in ('disk', 'lmdb'):
             raise ValueError(f'{where}.io_backend.type must be disk or lmdb, got {backend!r}')
@@ -118,26 +121,20 @@ class ArbitraryScalePairedDataset(data.Dataset):
         except ValueError as err:
             raise ValueError(f'{where}.downsampler: {err}') from err
         if phase == 'train':
-            lq_size = opt.get('lq_size', 48)
-            smin, smax = opt.get('scale_min', 1.0), opt.get('scale_max', 4.0)
-            if not isinstance(lq_size, int) or lq_size < 1:
-                raise ValueError(f'{where}.lq_size must be a positive integer, got {lq_size!r}')
-            if not (isinstance(smin, (int, float)) and smin >= 1):
-                raise ValueError(f'{where}.scale_min must be >= 1, got {smin!r}')
-            if not (isinstance(smax, (int, float)) and smax >= smin):
-                raise ValueError(f'{where}.scale_max must be >= scale_min ({smin}), got {smax!r}')
+            lq_size, smin = opt.get('lq_size', 48), opt.get('scale_min', 1.0)
+            check_value(opt.get('scale_max', 4.0), number(smin), f'{where}.scale_max')
             sample_q = opt.get('sample_q', 2304)
             min_queries = round(lq_size * smin)**2
-            if sample_q is not None and not (isinstance(sample_q, int) and 0 < sample_q <= min_queries):
-                raise ValueError(f'{where}.sample_q must be a positive integer no larger than the '
-                                 f'smallest HR patch ({min_queries} pixels at scale_min), got {sample_q!r}')
+            if sample_q is not None and sample_q > min_queries:
+                raise ValueError(f'{where}.sample_q must be no larger than the smallest HR patch ({min_queries} '
+                                 f'pixels at scale_min), got {sample_q!r}')
         else:
-            scale = opt.get('scale')
-            if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale < 1:
-                raise ValueError(f'{where}.scale must be a number >= 1, got {scale!r}')
-            shave = opt.get('shave')
-            if shave is not None and not (isinstance(shave, int) and shave >= 0):
-                raise ValueError(f'{where}.shave must be a non-negative integer, got {shave!r}')
+            template = opt.get('filename_tmpl', '{}x{scale}')
+            try:
+                template.format('name', scale='2')
+            except (IndexError, KeyError, ValueError) as err:
+                raise ValueError(f"{where}.filename_tmpl must hold '{{}}' for the file name and may hold "
+                                 f"'{{scale}}', got {template!r}") from err
 
     def _list_images(self) -> Tuple[List[str], List[Optional[Tuple[int, int]]]]:
         """Image names (relative paths, or LMDB keys) and their (H, W) where known cheaply."""

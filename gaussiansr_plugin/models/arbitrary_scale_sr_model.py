@@ -15,6 +15,7 @@ from basicsr.utils.registry import METRIC_REGISTRY, MODEL_REGISTRY
 from ..utils.coord import make_cell, make_coord
 from ..utils.file_io import atomic_imwrite
 from ..utils.metrics import metric_options, metric_values
+from ..utils.option_sections import check_metric_options
 from ..utils.precision import autocast, check_precision, grad_scaler
 from ..utils.resize import imresize_matlab
 from ..utils.step_guard import skip_non_finite_step
@@ -22,6 +23,9 @@ from ..utils.step_guard import skip_non_finite_step
 
 # The `val` keys BasicSR's pipelines and this model read.
 VAL_KEYS = {'val_freq', 'save_img', 'suffix', 'pbar', 'query_chunk', 'metrics', 'mixed_precision'}
+# The `train` keys BasicSR's pipelines and this model read (perceptual_opt is refused by name).
+TRAIN_KEYS = {'total_iter', 'warmup_iter', 'ema_decay', 'optim_g', 'scheduler', 'pixel_opt', 'perceptual_opt',
+              'mixed_precision'}
 
 
 @MODEL_REGISTRY.register()
@@ -43,6 +47,9 @@ class ArbitraryScaleSRModel(SRModel):
                            '(BasicSR copies it into each dataset); remove it and give each val/test dataset a scale.')
         train_opt = opt.get('train') or {}
         if opt.get('is_train', True) and train_opt:
+            unknown = sorted(set(train_opt) - TRAIN_KEYS)
+            if unknown:
+                raise KeyError(f'train.{unknown[0]}: unknown key; allowed: {", ".join(sorted(TRAIN_KEYS))}')
             if not train_opt.get('pixel_opt'):
                 raise KeyError('train.pixel_opt is required: ArbitraryScaleSRModel trains with a pixel loss '
                                'on queries.')
@@ -52,7 +59,7 @@ class ArbitraryScaleSRModel(SRModel):
         val_opt = opt.get('val') or {}
         unknown = sorted(set(val_opt) - VAL_KEYS)
         if unknown:
-            raise KeyError(f'val: unknown key(s) {unknown}; allowed: {sorted(VAL_KEYS)}')
+            raise KeyError(f'val.{unknown[0]}: unknown key; allowed: {", ".join(sorted(VAL_KEYS))}')
         chunk = val_opt.get('query_chunk', 30000)
         if not isinstance(chunk, int) or chunk < 1:
             raise ValueError(f'val.query_chunk must be a positive integer, got {chunk!r}')
@@ -61,7 +68,7 @@ class ArbitraryScaleSRModel(SRModel):
         if not isinstance(opt.get('channels_last', False), bool):
             raise ValueError(f'channels_last must be true or false, got {opt["channels_last"]!r}')
         for name, metric_opt in (val_opt.get('metrics') or {}).items():
-            metric_type = (metric_opt or {}).get('type')
+            metric_type = metric_opt.get('type') if isinstance(metric_opt, dict) else None
             if metric_type not in METRIC_REGISTRY or not metric_type.endswith('_pt'):
                 raise ValueError(f'val.metrics.{name}.type: {metric_type!r} is not a float-tensor metric; '
                                  'use calculate_psnr_pt or calculate_ssim_pt (outputs are evaluated as float, '
@@ -69,6 +76,7 @@ class ArbitraryScaleSRModel(SRModel):
             if 'crop_border' in metric_opt:
                 raise KeyError(f'val.metrics.{name}.crop_border: the border is set per val dataset by its '
                                '`shave` key (default: ceil(scale)); remove crop_border.')
+            check_metric_options(metric_opt, f'val.metrics.{name}', supplied=('crop_border', ), closed=True)
 
     def __init__(self, opt: Dict[str, Any]) -> None:
         self.check_options(opt)

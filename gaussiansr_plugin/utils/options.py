@@ -1,21 +1,28 @@
-"""Checking an option file before BasicSR starts, so a bad key fails in one line, not at hour 3."""
+"""Checking an option file before BasicSR starts, so a bad key fails in one line, not at hour 3.
+
+``check_option_file`` (run by the ``basicsr`` command before BasicSR parses the file or creates
+any folder) loads the file, applies ``--force_yml`` and runs ``check_options``: every key that
+BasicSR's train/test pipelines and this plugin read, section by section (``option_sections.py``),
+then the model's own ``check_options`` hook and the pretrained weights. A bad value ends the
+command with one line naming the file, the key, the value and what is expected.
+"""
 import argparse
-import inspect
 import os
 from typing import Any, Dict, List
 
 import yaml
 
 from basicsr.utils.options import ordered_yaml
-from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
 from .checkpoint import load_weights
+from .option_sections import (build_network, check_datasets, check_dist, check_logger, check_path, check_top,
+                              check_train, check_val)
 
 
 class OptionError(SystemExit):
-    """A bad option: exits with its message (no traceback), naming the file and key."""
+    """A bad option: exits with its one-line message (no traceback), naming the file and key."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(f'Option error: {message}')
+        super().__init__('Option error: ' + ' '.join(str(message).split()))
 
 
 def load_option_file(path: str) -> Dict[str, Any]:
@@ -32,82 +39,31 @@ def load_option_file(path: str) -> Dict[str, Any]:
     return opt
 
 
-def _has_image(folder: str) -> bool:
-    """Whether ``folder`` (or a subfolder) holds an image file; stops at the first one."""
-    from .image_io import is_image_file
-    return any(is_image_file(name) for _, _, names in os.walk(folder) for name in names)
-
-
-def _require(opt: Dict[str, Any], dotted: str) -> Any:
-    node: Any = opt
-    for key in dotted.split('.'):
-        if not isinstance(node, dict) or key not in node:
-            raise KeyError(f'{dotted} is required')
-        node = node[key]
-    return node
-
-
-def build_network(net_opt: Dict[str, Any]) -> Any:
-    """Builds the ``network_g`` an option file describes; raises KeyError/ValueError naming the key."""
-    net_opt = dict(net_opt or {})
-    net_type = net_opt.pop('type', None)
-    if net_type not in ARCH_REGISTRY:
-        raise KeyError(f'network_g.type: {net_type!r} is not a registered arch')
-    net_cls = ARCH_REGISTRY.get(net_type)
-    try:
-        inspect.signature(net_cls).bind(**net_opt)
-    except TypeError as err:
-        allowed = list(inspect.signature(net_cls).parameters)
-        raise KeyError(f'network_g: {err} (keys of {net_type}: {allowed})') from err
-    return net_cls(**net_opt)
-
-
 def check_options(opt: Dict[str, Any], is_train: bool) -> None:
-    """Checks the keys BasicSR and the plugin read; raises KeyError/ValueError naming the key.
+    """Checks the keys BasicSR and the plugin read; raises KeyError/ValueError/FileNotFoundError
+    whose one-line message names the key, the value and what is expected.
 
     The registered dataset and model classes that define ``check_options`` (a staticmethod)
     check their own keys, found through BasicSR's registries.
     """
-    for key in ('name', 'model_type', 'num_gpu', 'datasets', 'network_g', 'path'):
-        _require(opt, key)
-    if is_train:
-        for key in ('train.total_iter', 'logger.print_freq', 'logger.save_checkpoint_freq', 'datasets.train'):
-            _require(opt, key)
-        if opt.get('val') is not None:
-            _require(opt, 'val.val_freq')
-    for phase_key, dataset_opt in opt['datasets'].items():
-        dataset_type = (dataset_opt or {}).get('type')
-        if dataset_type not in DATASET_REGISTRY:
-            raise KeyError(f'datasets.{phase_key}.type: {dataset_type!r} is not a registered dataset')
-        dataset_cls = DATASET_REGISTRY.get(dataset_type)
-        if hasattr(dataset_cls, 'check_options'):
-            checked = dict(dataset_opt, phase=phase_key.split('_')[0])
-            checked.setdefault('name', phase_key)
-            dataset_cls.check_options(checked, where=f'datasets.{phase_key}')
-            for key in ('dataroot_gt', 'dataroot_lq'):
-                path = checked.get(key)
-                if not path or '$' in path:
-                    continue
-                path = os.path.expanduser(path)
-                if not os.path.exists(path):
-                    raise FileNotFoundError(f'datasets.{phase_key}.{key} does not exist: {path}')
-                lists_images = checked.get('image_names') or checked.get('meta_info_file')
-                if os.path.isdir(path) and not path.endswith('.lmdb') and not lists_images and not _has_image(path):
-                    raise FileNotFoundError(f'datasets.{phase_key}.{key} holds no images: {path}')
+    model_cls = check_top(opt, is_train)
+    check_datasets(opt, is_train)
     net = build_network(opt['network_g'])  # cheap; surfaces value errors that name their key
-    checkpoint = (opt.get('path') or {}).get('pretrain_network_g')  # a file, or the name of shipped weights
-    if checkpoint and not (is_train and (opt.get('path') or {}).get('resume_state')):
+    check_path(opt, is_train)
+    if is_train:
+        check_train(opt, model_cls)
+        check_logger(opt)
+    check_val(opt, is_train, model_cls)
+    check_dist(opt)
+    if hasattr(model_cls, 'check_options'):
+        model_cls.check_options(dict(opt, is_train=is_train))
+    checkpoint = opt['path'].get('pretrain_network_g')  # a file, or the name of shipped weights
+    if checkpoint and not (is_train and opt['path'].get('resume_state')):
         try:
             load_weights(net, os.path.expanduser(checkpoint), opt['path'].get('strict_load_g', True),
                          opt['path'].get('param_key_g', 'params'))
         except ValueError as err:
             raise ValueError(f'path.pretrain_network_g: {err}') from err
-    model_type = opt['model_type']
-    if model_type not in MODEL_REGISTRY:
-        raise KeyError(f'model_type: {model_type!r} is not a registered model')
-    model_cls = MODEL_REGISTRY.get(model_type)
-    if hasattr(model_cls, 'check_options'):
-        model_cls.check_options(dict(opt, is_train=is_train))
 
 
 def apply_force_yml(opt: Dict[str, Any], entries: List[str]) -> None:
