@@ -21,6 +21,23 @@ from torch import nn
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 
 
+def full_precision(device: torch.device) -> torch.autocast:
+    """Turns autocast off on ``device``'s type, for the position arithmetic inside an autocast region.
+
+    Coordinates, cells, positions and sampling weights stay float32 under any autocast; only the
+    heavy matrix work (convolutions, the decoders' linear layers) may run in half precision.
+    Why: bfloat16 spaces normalized coordinates near 1 by 2^-8, one LR pixel of a 512-pixel-wide
+    map (float16 by 2^-11, a quarter pixel at 1,024 pixels); and it spaces Gaussian exponents near
+    -40 by 0.25, so a weight e^-40 could come out 13% off.
+    """
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32 when it is in a half-precision type (an autocast output), else as is."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
 class EDSRBaselineEncoder(nn.Module):
     """EDSR without its upsampler: the LR feature extractor of EDSR-baseline-LIIF.
 
@@ -46,15 +63,36 @@ class EDSRBaselineEncoder(nn.Module):
 
 
 class MLP(nn.Sequential):
-    """Fully connected layers with ReLU between them, applied to the last dimension."""
+    """Fully connected layers with ReLU between them, applied to the last dimension.
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_list: Sequence[int]) -> None:
+    Args:
+        in_dim (int): Input dimension.
+        out_dim (int): Output dimension.
+        hidden_list (list[int]): Widths of the hidden layers.
+        float32_output (bool): Run the output layer in float32 under autocast too (see
+            ``full_precision``). For a decoder whose output is the colour: a half-precision output
+            would round it to 8 (bfloat16) or 11 (float16) significant bits, while a layer of
+            ``out_dim`` = 3 costs next to nothing. Outside autocast nothing changes. Default: False.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_list: Sequence[int], float32_output: bool = False) -> None:
         layers = []
         for hidden in hidden_list:
             layers += [nn.Linear(in_dim, hidden), nn.ReLU(inplace=True)]
             in_dim = hidden
         layers.append(nn.Linear(in_dim, out_dim))
         super().__init__(*layers)
+        self.float32_output = float32_output
+
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Applies the layers from index ``start`` on (0: all) to ``x``."""
+        layers = list(self)[start:]
+        for layer in layers[:-1]:
+            x = layer(x)
+        if not self.float32_output:
+            return layers[-1](x)
+        with full_precision(x.device):
+            return layers[-1](at_least_float32(x))
 
 
 class ImplicitSRNet(nn.Module):
@@ -123,10 +161,14 @@ def sample_bicubic(feat: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
     """Bicubic samples of ``feat`` (B, C, h, w) at ``coord`` (B, Q, 2, row-col in [-1, 1]) -> (B, Q, C).
 
     ``align_corners=False`` matches the pixel-centre convention of ``coord``; 'border' padding
-    replicates edge pixels for the taps that fall outside the map.
+    replicates edge pixels for the taps that fall outside the map. The grid and the samples are
+    at least float32 whatever the precision of ``feat`` (see ``full_precision``): a half-precision
+    feature map is widened, never the coordinates narrowed.
     """
-    grid = coord.flip(-1).unsqueeze(1).to(feat.dtype)  # grid_sample wants (x, y)
-    sampled = nn.functional.grid_sample(feat, grid, mode='bicubic', padding_mode='border', align_corners=False)
+    feat = at_least_float32(feat)
+    with full_precision(feat.device):
+        grid = coord.flip(-1).unsqueeze(1).to(feat.dtype)  # grid_sample wants (x, y)
+        sampled = nn.functional.grid_sample(feat, grid, mode='bicubic', padding_mode='border', align_corners=False)
     return sampled[:, :, 0, :].permute(0, 2, 1)
 
 

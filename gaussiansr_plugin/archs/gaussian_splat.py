@@ -28,7 +28,7 @@ from typing import Sequence, Tuple
 
 import torch
 
-from .arch_util import coord_to_lr_pixels
+from .arch_util import coord_to_lr_pixels, full_precision
 
 # Queries per block in ``splat_query``; see its docstring for the memory this bounds.
 SPLAT_CHUNK = 2048
@@ -76,12 +76,6 @@ class SplatTable:
         return self.amplitude.shape[1]
 
 
-def _full_precision(device: torch.device) -> torch.autocast:
-    """Turns autocast off: exponents, normalizers and window sums need float32 (bfloat16 spaces
-    numbers near -40 by 0.25: a weight e^-40 could come out 13% off)."""
-    return torch.autocast(device_type=device.type, enabled=False)
-
-
 def _pixel_rows(maps: torch.Tensor, radius: int) -> torch.Tensor:
     """(B, K, h, w) -> contiguous (B * (h + 2r) * (w + 2r), K), zero-padded by r."""
     padded = torch.nn.functional.pad(maps, (radius, radius, radius, radius))
@@ -99,7 +93,7 @@ def build_splat_table(amplitude: torch.Tensor, sigma_x: torch.Tensor, sigma_y: t
     """
     b, _, h, w = amplitude.shape
     dtype = torch.promote_types(amplitude.dtype, torch.float32)
-    with _full_precision(amplitude.device):
+    with full_precision(amplitude.device):
         amplitude, sigma_x, sigma_y, rho = (t.to(dtype) for t in (amplitude, sigma_x, sigma_y, rho))
         inv_det = 1.0 / (1 - rho * rho)
         exponent = torch.stack([-0.5 * inv_det / (sigma_x * sigma_x), rho * inv_det / (sigma_x * sigma_y),
@@ -174,7 +168,7 @@ class _WindowSum(torch.autograd.Function):
         windows, chunk = ctx.windows, ctx.chunk
         grad_amplitude = torch.zeros_like(amplitude) if ctx.needs_input_grad[0] else None
         grad_exponent = torch.zeros_like(exponent) if ctx.needs_input_grad[1] else None
-        with _full_precision(amplitude.device):
+        with full_precision(amplitude.device):
             grad_out = grad_out.to(amplitude.dtype)
             for start in range(0, len(windows), chunk):
                 stop = min(start + chunk, len(windows))
@@ -211,7 +205,7 @@ def splat_query(table: SplatTable, coord: torch.Tensor, chunk: int = SPLAT_CHUNK
     Returns:
         Tensor: (B, Q, C) splatted feature, in the table's precision (float32 under autocast).
     """
-    with _full_precision(coord.device):
+    with full_precision(coord.device):
         out = _WindowSum.apply(table.amplitude, table.exponent, _Windows(table, coord), chunk)
     return out.view(table.batch, -1, table.channels)
 

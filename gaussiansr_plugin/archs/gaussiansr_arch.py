@@ -8,8 +8,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from .arch_util import (POSITION_DIMS, MLP, EDSRBaselineEncoder, ImplicitSRNet, coord_to_lr_pixels,
-                        position_encoding, sample_bicubic)
+from .arch_util import (POSITION_DIMS, MLP, EDSRBaselineEncoder, ImplicitSRNet, at_least_float32, coord_to_lr_pixels,
+                        full_precision, position_encoding, sample_bicubic)
 from .gaussian_splat import SplatTable, build_splat_table, splat_query, window_radius
 
 # Bound on |rho|: keeps Σ well conditioned (det Σ = σx²σy²(1-ρ²) away from 0).
@@ -146,7 +146,7 @@ class GaussianSR(ImplicitSRNet):
         else:  # Bicubic-64: no splatting stream, so nothing to classify or render
             self.classifier = self.bank = self.radius = None
         # Fused feature + position in the LR pixel + cell in LR pixels (2).
-        self.decoder = MLP(num_feat + POSITION_DIMS[pos_encoding] + 2, 3, hidden_list)
+        self.decoder = MLP(num_feat + POSITION_DIMS[pos_encoding] + 2, 3, hidden_list, float32_output=True)
         self.init_rgb_skip(rgb_skip, self.decoder[-1])
         # The bank's options mean nothing without a splatting stream (Bicubic-64): not recorded.
         bank_options = dict(num_kernels=num_kernels, sigma_range=sigma_range) if num_gs_feat else {}
@@ -158,7 +158,7 @@ class GaussianSR(ImplicitSRNet):
         """Per-pixel (σx, σy, ρ, opacity), (B, 4, h, w): a Gumbel-softmax mixture of the bank in
         training; in eval (deterministic) the argmax kernel, or the softmax mixture with
         ``eval_kernel: soft``."""
-        logits = self.classifier(feat)
+        logits = at_least_float32(self.classifier(feat))  # the labels weigh kernel shapes: float32
         bank = self.bank()
         if self.training:
             labels = F.gumbel_softmax(logits, tau=self.tau, hard=self.gumbel_hard, dim=1)
@@ -167,8 +167,8 @@ class GaussianSR(ImplicitSRNet):
             self._record_max_prob(labels)
             if self.eval_kernel == 'argmax':
                 return bank[logits.argmax(dim=1)].permute(0, 3, 1, 2)
-        with torch.autocast(logits.device.type, enabled=False):  # kernel shapes stay float32 under autocast
-            return torch.einsum('bkhw,kp->bphw', labels.float(), bank)
+        with full_precision(logits.device):  # kernel shapes stay float32 under autocast
+            return torch.einsum('bkhw,kp->bphw', labels, bank)
 
     @torch.no_grad()
     def _record_max_prob(self, probs: torch.Tensor) -> None:

@@ -4,7 +4,7 @@ from typing import Sequence, Tuple
 import torch
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from .arch_util import MLP, EDSRBaselineEncoder, ImplicitSRNet
+from .arch_util import MLP, EDSRBaselineEncoder, ImplicitSRNet, at_least_float32, full_precision
 from .latent_util import (EPS_CLAMP, EPS_SHIFT, LatentState, gather_latent, latent_centre, make_latent_state,
                           nearest_latent, project_latent)
 
@@ -71,7 +71,7 @@ class LIIF(ImplicitSRNet):
         self.cell_decode = cell_decode
         self.encoder = EDSRBaselineEncoder(num_feat, num_block, res_scale)
         in_dim = num_feat * (9 if feat_unfold else 1) + 2 + (2 if cell_decode else 0)
-        self.imnet = MLP(in_dim, 3, hidden_list)
+        self.imnet = MLP(in_dim, 3, hidden_list, float32_output=True)
         self.init_rgb_skip(rgb_skip, self.imnet[-1])
         self.set_arch_options(num_feat=num_feat, num_block=num_block, res_scale=res_scale, hidden_list=hidden_list,
                               local_ensemble=local_ensemble, feat_unfold=feat_unfold, cell_decode=cell_decode,
@@ -108,12 +108,13 @@ class LIIF(ImplicitSRNet):
             # First layer = the pixel's latent term (from ``encode``, bias included) + the query term.
             # addmm adds the thin (2 or 4 wide) product onto the gathered rows in one pass; F.linear
             # followed by an add was about 5x slower on the CPU.
+            # The query term is thin: float32 under autocast too, so the relative position and
+            # cell are never rounded to half precision (see ``full_precision``).
             latent_term = gather_latent(state, index, unfold=False)
-            hidden = torch.addmm(latent_term.flatten(0, 1), query_input.flatten(0, 1), query_weight)
-            hidden = hidden.view(latent_term.shape)
-            for layer in list(self.imnet)[1:]:  # the ReLU after the first layer, then the others
-                hidden = layer(hidden)
-            preds.append(hidden)
+            with full_precision(coord.device):
+                hidden = torch.addmm(at_least_float32(latent_term).flatten(0, 1), query_input.flatten(0, 1),
+                                     query_weight)
+            preds.append(self.imnet(hidden.view(latent_term.shape), start=1))  # the ReLU after it, then the rest
             areas.append(torch.abs(rel_coord[..., 0] * rel_coord[..., 1]) + EPS_AREA)
 
         total = torch.stack(areas).sum(dim=0)

@@ -4,7 +4,7 @@ from typing import Sequence
 import torch
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from .arch_util import MLP, EDSRBaselineEncoder, ImplicitSRNet
+from .arch_util import MLP, EDSRBaselineEncoder, ImplicitSRNet, at_least_float32, full_precision
 from .latent_util import EPS_CLAMP, EPS_SHIFT, LatentState, gather_latent, make_latent_state, nearest_latent
 
 
@@ -65,7 +65,10 @@ class MetaSR(ImplicitSRNet):
         offset = (corner - latent_corner) * size / 2
         inv_scale = cell[..., :1] * size[0] / 2
         q_feat = gather_latent(state, index, unfold=True)
-        weight = self.imnet(torch.cat([offset, inv_scale], dim=-1))
+        weight = self.imnet(torch.cat([offset, inv_scale], dim=-1))  # the heavy layers: half precision allowed
         weight = weight.view(*q_feat.shape, 3)
-        rgb = torch.matmul(q_feat.unsqueeze(-2), weight).squeeze(-2)
+        # The filter product is 9C x 3 per query, next to nothing: float32 under autocast too, so the
+        # colour is not rounded to half precision (see ``full_precision``).
+        with full_precision(coord.device):
+            rgb = torch.matmul(at_least_float32(q_feat).unsqueeze(-2), at_least_float32(weight)).squeeze(-2)
         return self.to_rgb(rgb, state.lq, coord)

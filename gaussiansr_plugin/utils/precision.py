@@ -2,8 +2,9 @@
 
 ``fp32`` (the default) runs everything in float32. ``bf16`` and ``fp16`` run the forward pass
 under ``torch.autocast`` to that type on the model's device: convolutions and linear layers in
-half precision, the weights and the optimizer in float32. The Gaussian renderer keeps its
-exponents, normalizers and window sums in float32 under autocast (``archs/gaussian_splat.py``).
+half precision, the weights and the optimizer in float32. The archs keep coordinates, cells,
+positions, sampling weights, the Gaussian renderer's exponents and window sums, and the colour
+output layer in float32 under autocast (``archs/arch_util.full_precision``).
 fp16 training scales the loss with a ``GradScaler`` (bf16 has float32's range and needs none).
 Meant for CUDA (tensor cores); on the CPU it runs when asked, at whatever speed the CPU's
 half-precision support gives.
