@@ -131,10 +131,12 @@ class ArbitraryScalePairedDataset(data.Dataset):
         else:
             template = opt.get('filename_tmpl', '{}x{scale}')
             try:
-                template.format('name', scale='2')
-            except (IndexError, KeyError, ValueError) as err:
+                names = template.format('a', scale='2'), template.format('b', scale='2')
+            except (IndexError, KeyError, ValueError):
+                names = ('', '')
+            if names[0] == names[1]:
                 raise ValueError(f"{where}.filename_tmpl must hold '{{}}' for the file name and may hold "
-                                 f"'{{scale}}', got {template!r}") from err
+                                 f"'{{scale}}', got {template!r}")
 
     def _list_images(self) -> Tuple[List[str], List[Optional[Tuple[int, int]]]]:
         """Image names (relative paths, or LMDB keys) and their (H, W) where known cheaply."""

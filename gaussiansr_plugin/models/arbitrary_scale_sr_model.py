@@ -15,6 +15,7 @@ from basicsr.utils.registry import METRIC_REGISTRY, MODEL_REGISTRY
 from ..utils.coord import make_cell, make_coord
 from ..utils.file_io import atomic_imwrite
 from ..utils.metrics import metric_options, metric_values
+from ..utils.option_rules import POSITIVE_INT, check_value
 from ..utils.option_sections import check_metric_options
 from ..utils.precision import autocast, check_precision, grad_scaler
 from ..utils.resize import imresize_matlab
@@ -60,16 +61,14 @@ class ArbitraryScaleSRModel(SRModel):
         unknown = sorted(set(val_opt) - VAL_KEYS)
         if unknown:
             raise KeyError(f'val.{unknown[0]}: unknown key; allowed: {", ".join(sorted(VAL_KEYS))}')
-        chunk = val_opt.get('query_chunk', 30000)
-        if not isinstance(chunk, int) or chunk < 1:
-            raise ValueError(f'val.query_chunk must be a positive integer, got {chunk!r}')
+        check_value(val_opt.get('query_chunk', 30000), POSITIVE_INT, 'val.query_chunk')
         for section, section_opt in (('train', train_opt), ('val', val_opt)):  # see utils/precision.py
             check_precision(section_opt.get('mixed_precision', 'fp32'), f'{section}.mixed_precision')
         if not isinstance(opt.get('channels_last', False), bool):
             raise ValueError(f'channels_last must be true or false, got {opt["channels_last"]!r}')
         for name, metric_opt in (val_opt.get('metrics') or {}).items():
             metric_type = metric_opt.get('type') if isinstance(metric_opt, dict) else None
-            if metric_type not in METRIC_REGISTRY or not metric_type.endswith('_pt'):
+            if not (isinstance(metric_type, str) and metric_type in METRIC_REGISTRY and metric_type.endswith('_pt')):
                 raise ValueError(f'val.metrics.{name}.type: {metric_type!r} is not a float-tensor metric; '
                                  'use calculate_psnr_pt or calculate_ssim_pt (outputs are evaluated as float, '
                                  'not rounded to uint8).')

@@ -175,13 +175,34 @@ def annotation_kind(annotation: Any) -> Optional[Kind]:
     return None
 
 
-def check_annotated_kwargs(target: Callable, kwargs: Mapping[str, Any], where: str) -> None:
-    """Checks each of ``kwargs`` against ``target``'s type hints (those it has)."""
+def default_kind(default: Any) -> Optional[Kind]:
+    """The Kind of an argument without a type hint, from its default; None if the default says nothing.
+
+    A number default takes a number, or a list (some archs take either: SwinIR's ``img_size``).
+    """
+    if isinstance(default, bool):
+        return BOOL
+    if _is_number(default):
+        return Kind(f'a number like its default {default!r}', lambda v: _is_number(v) or isinstance(v, (list, tuple)))
+    if isinstance(default, str):
+        return Kind(f'a string like its default {default!r}', lambda v: isinstance(v, str))
+    if isinstance(default, (list, tuple)):
+        return Kind(f'a list like its default {list(default)!r}', lambda v: isinstance(v, (list, tuple)))
+    return None
+
+
+def check_typed_kwargs(target: Callable, kwargs: Mapping[str, Any], where: str) -> None:
+    """Checks each of ``kwargs`` against the kind of ``target``'s parameter: its type hint where
+    it has one, else the kind of its default (``default_kind``)."""
     try:
-        hints = typing.get_type_hints(target)
-    except Exception:  # unresolvable hints: nothing to check by type
-        return
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except Exception:  # unresolvable hints: the defaults still say something
+        hints = {}
+    params = inspect.signature(target).parameters
     for key, value in kwargs.items():
-        kind = annotation_kind(hints[key]) if key in hints else None
+        if key in hints:
+            kind = annotation_kind(hints[key])
+        else:
+            kind = default_kind(params[key].default) if key in params else None
         if kind is not None:
             check_value(value, kind, f'{where}.{key}')

@@ -21,7 +21,7 @@ import torch
 from basicsr.utils.file_client import FileClient
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 from .option_rules import (BOOL, ITERATIONS, MAPPING, NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER, STRING, Kind,
-                           check_annotated_kwargs, check_kwargs, check_section, integer, list_of, number, one_of,
+                           check_kwargs, check_section, check_typed_kwargs, integer, list_of, number, one_of,
                            optional)
 
 NUM_GPU = Kind("'auto' or a non-negative integer", lambda v: v == 'auto' or NON_NEGATIVE_INT.test(v))
@@ -46,11 +46,12 @@ HOST_DATASETS = {
         'use_rot': BOOL, 'mean': list_of(number(), 3), 'std': list_of(POSITIVE_NUMBER, 3), 'color': one_of('y'),
     }, ('dataroot_gt', 'dataroot_lq', 'io_backend', 'scale'), ('gt_size', 'use_hflip', 'use_rot')),
 }
-# Ranges of our archs' arguments (their types come from the type hints).
+# Ranges of arch arguments, by name (the same meaning in BasicSR's archs and ours).
 ARCH_RANGES = {
-    'num_feat': POSITIVE_INT, 'num_block': NON_NEGATIVE_INT, 'res_scale': POSITIVE_NUMBER,
-    'num_kernels': POSITIVE_INT, 'num_gs_feat': NON_NEGATIVE_INT, 'sigma_range': list_of(POSITIVE_NUMBER, 2),
-    'tau': POSITIVE_NUMBER, 'hidden_list': list_of(POSITIVE_INT),
+    'num_in_ch': POSITIVE_INT, 'num_out_ch': POSITIVE_INT, 'num_feat': POSITIVE_INT, 'num_block': NON_NEGATIVE_INT,
+    'upscale': POSITIVE_INT, 'res_scale': POSITIVE_NUMBER, 'img_range': POSITIVE_NUMBER,
+    'rgb_mean': list_of(number(), 3), 'num_kernels': POSITIVE_INT, 'num_gs_feat': NON_NEGATIVE_INT,
+    'sigma_range': list_of(POSITIVE_NUMBER, 2), 'tau': POSITIVE_NUMBER, 'hidden_list': list_of(POSITIVE_INT),
 }
 PATH_RULES = {'strict_load_g': BOOL, 'param_key_g': STRING}
 TRAIN_RULES = {
@@ -97,42 +98,22 @@ def registered(registry: Any, name: Any, where: str, what: str) -> Any:
 
 def build_network(net_opt: Dict[str, Any]) -> Any:
     """Builds the ``network_g`` an option file describes, after checking its keys against the
-    arch's signature (and, for our archs, type hints and ``ARCH_RANGES``); raises KeyError or
-    ValueError naming the key."""
+    arch's signature, the kinds of its parameters (type hints, else defaults) and ``ARCH_RANGES``;
+    raises KeyError or ValueError naming the key."""
     check_section(net_opt, {'type': STRING}, 'network_g', required=('type', ))
     kwargs = {k: v for k, v in net_opt.items() if k != 'type'}
     net_cls = registered(ARCH_REGISTRY, net_opt['type'], 'network_g.type', 'arch')
     check_kwargs(net_cls, kwargs, 'network_g')
-    ours = net_cls.__module__.startswith('gaussiansr_plugin.')
-    if ours:
-        check_section(kwargs, ARCH_RANGES, 'network_g')
-        check_annotated_kwargs(net_cls.__init__, kwargs, 'network_g')
+    check_section(kwargs, ARCH_RANGES, 'network_g')
+    check_typed_kwargs(net_cls, kwargs, 'network_g')
     try:
         return net_cls(**copy.deepcopy(kwargs))
     except ValueError as err:
-        if ours and str(err).startswith('network_g.'):
+        if str(err).startswith('network_g.'):
             raise  # our archs name the key
         raise ValueError(f'network_g: {net_opt["type"]} rejects these options: {err}') from err
-    except Exception as err:  # a host arch fails deep in torch: name the argument whose kind is off
-        for key, value in kwargs.items():
-            default = inspect.signature(net_cls).parameters[key].default
-            if _kind(default) not in (None, _kind(value)):
-                raise ValueError(f'network_g.{key} must be {_kind(default)} like its default {default!r}, '
-                                 f'got {value!r}') from err
+    except Exception as err:  # an arch failing deep in torch on values whose kinds are right
         raise ValueError(f'network_g: building {net_opt["type"]} failed: {type(err).__name__}: {err}') from err
-
-
-def _kind(value: Any) -> Any:
-    """A coarse kind of a value (for naming the key a host arch chokes on), None when unknown."""
-    if isinstance(value, bool):
-        return 'true or false'
-    if isinstance(value, (int, float)):
-        return 'a number'
-    if isinstance(value, str):
-        return 'a string'
-    if isinstance(value, (list, tuple)):
-        return 'a list'
-    return None
 
 
 def check_metric_options(metric_opt: Any, where: str, supplied: Collection[str] = (), closed: bool = False) -> None:
@@ -202,9 +183,11 @@ def _check_host_dataset(dataset_opt: Dict[str, Any], where: str) -> None:
                   owner=dataset_opt['type'])
     template = dataset_opt.get('filename_tmpl', '{}')
     try:
-        template.format('name')
-    except (IndexError, KeyError, ValueError) as err:
-        raise ValueError(f"{where}.filename_tmpl must hold one '{{}}' for the file name, got {template!r}") from err
+        names = template.format('a'), template.format('b')
+    except (IndexError, KeyError, ValueError):
+        names = ('', '')
+    if names[0] == names[1]:
+        raise ValueError(f"{where}.filename_tmpl must hold '{{}}' for the file name (e.g. '{{}}x2'), got {template!r}")
     if train and dataset_opt['gt_size'] % dataset_opt['scale']:
         raise ValueError(f'{where}.gt_size must be a multiple of the scale ({dataset_opt["scale"]}), '
                          f'got {dataset_opt["gt_size"]}')
