@@ -10,7 +10,9 @@
 
 Every flag except ``--root`` goes to BasicSR's ``parse_options`` unchanged. Outputs
 (``experiments/``, ``tb_logger/``, ``results/``) go under ``--root`` (default: the current
-directory).
+directory). ``train`` and ``test`` check the option file first (``utils/options.py``): a bad
+key or value ends the command with one line naming the file and the key (exit status 1)
+before BasicSR parses the file or creates any folder.
 """
 import argparse
 import os
