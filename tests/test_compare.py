@@ -12,11 +12,10 @@ import yaml
 from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from conftest import TINY_GAUSSIANSR
-from gaussiansr_plugin.benchmark import cli, cost, figure, sets
-from gaussiansr_plugin.benchmark.methods import BICUBIC, parse_model_arg
+from gaussiansr_plugin.benchmark import cli, cost, figure, memory, sets
+from gaussiansr_plugin.benchmark.methods import BICUBIC, load_method, parse_model_arg
 from gaussiansr_plugin.tools import extract_subimages, make_benchmark_lr
 from gaussiansr_plugin.utils.options import check_options, load_option_file
-from gaussiansr_plugin.utils.precision import autocast
 from gaussiansr_plugin.utils.resize import imresize_matlab
 from helpers import write_smooth_images, write_yaml
 
@@ -170,12 +169,39 @@ def test_cost_at_each_precision_with_the_mean_latency(tmp_path):
     assert '| Extra peak memory' not in table and 'mean of 2 runs' in table
 
 
-def test_bf16_precision_autocasts_the_measured_call():
-    layer, x = torch.nn.Linear(4, 4), torch.rand(2, 4)
-    with autocast(torch.device('cpu'), 'bf16'):
-        assert layer(x).dtype == torch.bfloat16
-    with autocast(torch.device('cpu'), 'fp32'):
-        assert layer(x).dtype == torch.float32
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+def test_the_measured_call_runs_the_decoders_at_the_precision_asked(tmp_path, device, precision):
+    # --precision bf16 wraps each timed call (cost.measure_latency) and each memory probe in one
+    # bf16 autocast; the query archs' predict used to open an fp32 autocast of its own inside it,
+    # which switched it off: their decoders ran in fp32 while the row said bf16.
+    if precision == 'bf16' and device.type == 'cuda' and not torch.cuda.is_bf16_supported():
+        pytest.skip('no bf16 on this GPU')
+    expected = {'fp32': torch.float32, 'bf16': torch.bfloat16}[precision]
+    decoders = {'GaussianSR': dict(TINY_GAUSSIANSR), 'LIIF': dict(num_feat=8, num_block=1, hidden_list=[16, 16]),
+                'MetaSR': dict(num_feat=8, num_block=1, hidden_list=[16])}
+    for name, net_opt in decoders.items():
+        option_file = write_yaml(tmp_path / f'{name}.yml', dict(
+            name=name, model_type='ArbitraryScaleSRModel', num_gpu=0, network_g=dict(type=name, **net_opt), path={},
+            val=dict(query_chunk=100)))
+        method = load_method(parse_model_arg(f'{name}={option_file}'), device)
+        mlp = getattr(method.net, 'decoder', None) or method.net.imnet
+        ran = {}  # Linear layer -> dtypes of its outputs
+        hooks = [layer.register_forward_hook(lambda module, args, out: ran.setdefault(module, set()).add(out.dtype))
+                 for layer in mlp if isinstance(layer, torch.nn.Linear)]
+        cost.measure_latency([method], 16, 8, device, warmup=0, repeats=1, precision=precision)
+        if device.type == 'cuda':
+            memory.measure_cuda_memory(method, 16, 8, device, precision)
+        else:
+            memory.probe_cpu_memory(method, 16, 8, precision)
+        for hook in hooks:
+            hook.remove()
+        # The colour output layer of GaussianSR and LIIF is float32 under autocast by design
+        # (archs/arch_util.MLP); every other Linear that ran is heavy work, in the precision asked.
+        colour = mlp[-1] if getattr(mlp, 'float32_output', False) else None
+        heavy = {layer: dtypes for layer, dtypes in ran.items() if layer is not colour}
+        assert heavy and all(dtypes == {expected} for dtypes in heavy.values()), (name, list(heavy.values()))
+        if colour is not None:
+            assert ran[colour] == {torch.float32}, name
 
 
 def test_set_protocols_and_lr_sources(tmp_path):

@@ -4,7 +4,10 @@ Latency: one LR input of ``lq_size``² (``methods.probe_input``) super-resolved 
 size with ``Method.upscale`` (encoder + all query chunks + assembling the image); ``warmup``
 untimed calls, then the median (or mean: ``--latency-stat``) of ``repeats`` timed calls,
 interleaved across methods (CUDA synchronized before reading the clock). Latency and memory are
-measured at each ``--precision``: ``bf16`` runs every call under ``torch.autocast(bfloat16)``.
+measured at each ``--precision``: ``bf16`` runs every call under one ``torch.autocast(bfloat16)``,
+which the models leave in force (``utils/precision.py``): convolutions and the decoders' linear
+layers in bfloat16, what the archs keep in float32 (coordinates, sampling, the colour output) in
+float32.
 
 Extra peak memory of one such call: see ``memory``.
 

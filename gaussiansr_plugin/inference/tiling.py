@@ -15,7 +15,6 @@ would otherwise go to whichever side float32 rounding favours, which differs bet
 the whole image; the nudge (about 1e-3 LR pixel for a 1000 px image) decides for the right side
 in both.
 """
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple
@@ -79,16 +78,6 @@ def ramp(position: torch.Tensor, span: Span, band: float) -> torch.Tensor:
     return weight
 
 
-def to_float32(value: Any) -> Any:
-    """The encoder state with its half-precision tensors in float32 (positions must not be fp16)."""
-    if torch.is_tensor(value):
-        return value.float() if value.is_floating_point() else value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(
-            value, **{f.name: to_float32(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init})
-    return value
-
-
 class Blender:
     """Accumulates weighted tile outputs of one output image and passes on rows once complete.
 
@@ -129,7 +118,7 @@ def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], s
             Smaller is approximate and blends the tiles.
         chunk (int): Queries per network call.
         precision (str): 'fp32', or 'fp16' / 'bf16' autocast for the network's layers
-            (``utils/precision.py``); positions and the encoder state stay float32.
+            (``utils/precision.py``); the archs keep positions and sampling in float32 under it.
         on_tile: Called after each tile (progress).
         nudge_per_pixel (float): See the module docstring; 0 gives LIIF's coordinates exactly.
 
@@ -152,7 +141,6 @@ def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], s
         for cols in col_spans:
             with autocast(device, precision):
                 state = net.encode(lq[..., rows.lo:rows.hi, cols.lo:cols.hi].to(device, dtype))
-            state = state if precision == 'fp32' else to_float32(state)
             for k, (hr_h, hr_w) in enumerate(sizes):
                 _render_tile(net, state, (rows, cols), (h, w), (hr_h, hr_w), band, nudge, chunk, precision,
                              blenders[k].add if band else lambda *a, k=k: sink(k, *a))

@@ -145,7 +145,9 @@ class ArbitraryScaleSRModel(SRModel):
     def predict(self, lq: torch.Tensor, out_size: Sequence[int], net: Optional[torch.nn.Module] = None) -> torch.Tensor:
         """Super-resolves ``lq`` (B, 3, h, w) to ``out_size`` (H, W): encoder once, queries in chunks.
 
-        Memory beyond the output image is bounded by ``val.query_chunk`` queries.
+        Memory beyond the output image is bounded by ``val.query_chunk`` queries. Precision:
+        ``val.mixed_precision``; fp32 (the default) opens no autocast of its own, so one the
+        caller opened (the benchmark's ``--precision bf16``) governs the whole call.
         """
         net = net or self._eval_net()
         was_training = net.training

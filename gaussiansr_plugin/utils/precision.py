@@ -8,8 +8,14 @@ output layer in float32 under autocast (``archs/arch_util.full_precision``).
 fp16 training scales the loss with a ``GradScaler`` (bf16 has float32's range and needs none).
 Meant for CUDA (tensor cores); on the CPU it runs when asked, at whatever speed the CPU's
 half-precision support gives.
+
+One precision per measured or served call, decided by whoever makes the call: ``autocast`` opens
+no context for ``fp32``, so a model's own fp32 (``val.mixed_precision`` unset) leaves an autocast
+its caller opened in force, e.g. ``basicsr benchmark --precision bf16`` (a disabled
+``torch.autocast`` would have switched it off for the query archs, and only for them).
 """
-from typing import Any, Dict
+import contextlib
+from typing import Any, ContextManager, Dict
 
 import torch
 
@@ -22,10 +28,13 @@ def check_precision(value: Any, key: str) -> None:
         raise ValueError(f'{key} must be one of {list(PRECISIONS)}, got {value!r}')
 
 
-def autocast(device: torch.device, precision: str) -> torch.autocast:
-    """The autocast context of ``precision`` on ``device`` (a disabled one for fp32)."""
+def autocast(device: torch.device, precision: str) -> ContextManager[Any]:
+    """The autocast context of ``precision`` on ``device``; for fp32 none at all (a null context),
+    so that an autocast the caller opened stays in force (see the module docstring)."""
     dtype = PRECISIONS[precision]
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
