@@ -4,6 +4,7 @@
                   [--force_yml k=v ...] [--root DIR]
     basicsr test  -opt options/test_gaussiansr.yml [--root DIR]
     basicsr prepare extract_subimages|create_lmdb|make_benchmark_lr ...  (see datasets/README.md)
+    basicsr prepare convert_official IN.pth OUT.pth  (released LIIF/MetaSR files, docs/COMPARE.md)
     basicsr benchmark --model NAME=OPTION_FILE[:CHECKPOINT] ... --sets SET=DIR ...  (docs/COMPARE.md)
     basicsr upscale -i IMAGE_OR_DIR -o DIR [-s 2 3 4] [--size WxH] [--model OPTION_FILE:CHECKPOINT] ...
     basicsr explain [--model OPTION_FILE:CHECKPOINT] -i IMAGE -o DIR  (figures of the Gaussians)
