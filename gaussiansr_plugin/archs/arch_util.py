@@ -148,6 +148,20 @@ class ImplicitSRNet(nn.Module):
         """Predicts RGB (B, Q, 3) at ``coord`` from the state returned by ``encode``."""
         raise NotImplementedError
 
+    def query_reach(self, max_lr_per_hr: float = 1.0) -> float:
+        """Distance D (LR pixels) from a query's position to the farthest encoder feature ``query`` reads.
+
+        The decoder's neighbourhood only (splat window, unfolded neighbours, bicubic taps, ...):
+        the encoder's own reach is computed from its convolutions (``encoder_reach``), and the
+        RGB skip's taps are added by ``inference/receptive_field.py``. The tile padding needs
+        it; each arch says its own.
+
+        Args:
+            max_lr_per_hr (float): The largest output pixel size, in LR pixels (1 / the smallest
+                scale), for a decoder that reads from the output pixel's extent. Default: 1.
+        """
+        raise NotImplementedError(f'the query reach of {type(self).__name__} is not known; use --tile 0 (no tiles)')
+
     def forward(self, lq: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         return self.query(self.encode(lq), coord, cell)
 
@@ -155,6 +169,33 @@ class ImplicitSRNet(nn.Module):
 def _plain(value: Any) -> Any:
     """Tuples (argument defaults) and lists (YAML) as lists, so that both compare equal."""
     return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+# grid_sample's bicubic taps at P are the pixels floor(P) - 1 .. floor(P) + 2: all within 2 of P.
+BICUBIC_REACH = 2.0
+
+
+def encoder_reach(encoder: nn.Module) -> int:
+    """Receptive radius of a stride-1 conv stack: the sum of its convs' half-extents.
+
+    Exact for a chain with residual additions (EDSR: every conv is on the longest path); an upper
+    bound for any other wiring of the same convs.
+
+    Raises:
+        ValueError: A strided or transposed conv (tiles of it would not align with LR pixels).
+    """
+    reach = 0
+    for name, module in encoder.named_modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            if isinstance(module, nn.modules.conv._ConvTransposeNd) or any(s != 1 for s in module.stride):
+                raise ValueError(f'encoder.{name} is strided or transposed; its receptive field is not computed')
+            reach += conv_reach(module)
+    return reach
+
+
+def conv_reach(conv: nn.Module) -> int:
+    """How far (pixels) a conv's output sees from its centre: ceil(dilation * (kernel - 1) / 2)."""
+    return max(math.ceil(d * (k - 1) / 2) for k, d in zip(conv.kernel_size, conv.dilation))
 
 
 def sample_bicubic(feat: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from .arch_util import (POSITION_DIMS, MLP, EDSRBaselineEncoder, ImplicitSRNet, at_least_float32, coord_to_lr_pixels,
-                        full_precision, position_encoding, sample_bicubic)
+from .arch_util import (BICUBIC_REACH, POSITION_DIMS, MLP, EDSRBaselineEncoder, ImplicitSRNet, at_least_float32,
+                        conv_reach, coord_to_lr_pixels, full_precision, position_encoding, sample_bicubic)
 from .gaussian_splat import SplatTable, build_splat_table, splat_query, window_radius
 
 # Bound on |rho|: keeps Σ well conditioned (det Σ = σx²σy²(1-ρ²) away from 0).
@@ -200,6 +200,14 @@ class GaussianSR(ImplicitSRNet):
             amplitude = opacity.unsqueeze(1) * feat[:, :self.num_gs_feat]
             splats = build_splat_table(amplitude, sigma_x, sigma_y, rho, self.radius)
         return GaussianSRState(lq=lq, smooth_feat=feat[:, self.num_gs_feat:], splats=splats)
+
+    def query_reach(self, max_lr_per_hr: float = 1.0) -> float:
+        reach = BICUBIC_REACH  # the bicubically sampled feature channels
+        if self.classifier is not None and self.radius:
+            # Nearest centre within 1/2 of P, the (2r+1)^2 splat window around it, and each
+            # Gaussian's shape from the classifier's kernel over the features around its pixel.
+            reach = max(reach, 0.5 + self.radius + conv_reach(self.classifier))
+        return reach
 
     def query(self, state: GaussianSRState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         lr_size = state.lq.shape[-2:]

@@ -22,6 +22,8 @@ from torch.nn import functional as F
 # points inside the map.
 EPS_SHIFT = 1e-6
 EPS_CLAMP = 1e-6
+# A bound above any such nudge (in LR pixels), which keeps a query reach an upper bound.
+NUDGE_BOUND = 1e-3
 
 
 @dataclass

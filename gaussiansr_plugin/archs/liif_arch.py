@@ -5,8 +5,8 @@ import torch
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from .arch_util import MLP, EDSRBaselineEncoder, ImplicitSRNet, at_least_float32, full_precision
-from .latent_util import (EPS_CLAMP, EPS_SHIFT, LatentState, gather_latent, latent_centre, make_latent_state,
-                          nearest_latent, project_latent)
+from .latent_util import (EPS_CLAMP, EPS_SHIFT, NUDGE_BOUND, LatentState, gather_latent, latent_centre,
+                          make_latent_state, nearest_latent, project_latent)
 
 # Added to each ensemble area so that a query exactly on a latent centre does not divide 0 by 0.
 EPS_AREA = 1e-9
@@ -88,6 +88,12 @@ class LIIF(ImplicitSRNet):
         latent_weight = self._first_layer_weights()[0]
         latent_term = project_latent(self.encoder(lq), latent_weight, self.imnet[0].bias, self.feat_unfold)
         return make_latent_state(latent_term, lq)
+
+    def query_reach(self, max_lr_per_hr: float = 1.0) -> float:
+        # The latent containing P (within 1/2), or with the local ensemble those containing
+        # P +- 1/2 (within 1); then its 3x3 neighbourhood when unfolded.
+        latent = 1.0 if self.local_ensemble else 0.5
+        return latent + NUDGE_BOUND + (1 if self.feat_unfold else 0)
 
     def query(self, state: LatentState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         size = coord.new_tensor(state.lr_size)

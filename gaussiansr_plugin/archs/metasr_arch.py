@@ -5,7 +5,8 @@ import torch
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from .arch_util import MLP, EDSRBaselineEncoder, ImplicitSRNet
-from .latent_util import EPS_CLAMP, EPS_SHIFT, LatentState, gather_latent, make_latent_state, nearest_latent
+from .latent_util import (EPS_CLAMP, EPS_SHIFT, NUDGE_BOUND, LatentState, gather_latent, make_latent_state,
+                          nearest_latent)
 
 
 @ARCH_REGISTRY.register()
@@ -56,6 +57,10 @@ class MetaSR(ImplicitSRNet):
 
     def encode(self, lq: torch.Tensor) -> LatentState:
         return make_latent_state(self.encoder(lq), lq)
+
+    def query_reach(self, max_lr_per_hr: float = 1.0) -> float:
+        # The latent containing the output pixel's top-left corner, P - cell/2, and its 3x3 neighbourhood.
+        return 0.5 + max_lr_per_hr / 2 + NUDGE_BOUND + 1
 
     def query(self, state: LatentState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         size = coord.new_tensor(state.lr_size)
