@@ -68,7 +68,32 @@ def _init_dist(launcher: str, backend: Optional[str] = None, port: Optional[int]
     if torch.cuda.is_available():
         local_rank = int(os.environ.get('LOCAL_RANK', os.environ['RANK']))
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
-    dist.init_process_group(backend=backend)
+    store = _attempt_store() if launcher == 'pytorch' else None
+    if store is None:
+        dist.init_process_group(backend=backend)
+    else:
+        dist.init_process_group(backend=backend, store=store, rank=int(os.environ['RANK']),
+                                world_size=int(os.environ['WORLD_SIZE']))
+
+
+def _attempt_store() -> Optional[Any]:
+    """torchrun's agent lends the ranks its TCPStore (``TORCHELASTIC_USE_AGENT_STORE``) and keeps
+    it across the group restarts of ``--max-restarts``, while ``init_process_group`` names its keys
+    by group only: a restarted rank can read the address a dead rank of the previous attempt left
+    there, and gloo fails (``connectFullMesh failed ... Connection refused``) or the group hangs
+    (a two-rank CPU job with one rank killed: 5 of 8 restarts failed or hung, 0 of 8 with this).
+    Here each attempt gets keys of its own, under ``TORCHELASTIC_RESTART_COUNT``. That count is
+    one agent's: on several nodes the agents count their restarts each and can disagree, so
+    multi-node jobs keep torch's store (``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` for torchrun
+    gives them a new store per attempt)."""
+    env = os.environ
+    if env.get('TORCHELASTIC_USE_AGENT_STORE') != 'True' or env.get('GROUP_WORLD_SIZE') != '1':
+        return None
+    import torch.distributed as dist
+    from torch.distributed.constants import default_pg_timeout
+    store = dist.TCPStore(env['MASTER_ADDR'], int(env['MASTER_PORT']), int(env['WORLD_SIZE']), is_master=False,
+                          timeout=default_pg_timeout)
+    return dist.PrefixStore(f'attempt_{env["TORCHELASTIC_RESTART_COUNT"]}', store)
 
 
 def _set_slurm_env(port: Optional[int]) -> None:

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -28,6 +29,23 @@ def fault_env(fault_dir: Path, at: str, action: str = 'stop', ranks: str = None)
     if ranks is not None:
         env['FAULT_RANKS'] = ranks
     return env
+
+
+def run_job(command: Sequence[str], cwd: Path, env: Dict[str, str], timeout: float = 400) -> str:
+    """Runs a job to its end and returns its console output; fails with the output's end if it
+    exits non-zero or outlives ``timeout`` (then the whole job is killed: torchrun's ranks run in
+    sessions of their own and would outlive torchrun)."""
+    with tempfile.NamedTemporaryFile('w', dir=cwd, prefix='console-', suffix='.txt', delete=False) as out:
+        console = Path(out.name)
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_job(proc)
+            raise AssertionError(f'timed out after {timeout} s: ' + console.read_text()[-4000:])
+    text = console.read_text()
+    assert proc.returncode == 0, text[-6000:]
+    return text
 
 
 def process_tree(pid: int) -> List[int]:

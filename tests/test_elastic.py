@@ -2,25 +2,18 @@
 two dies (SIGKILL) right after the training state of iteration 20 is saved; torchrun restarts the
 group, which resumes from that state and finishes; the final weights equal an uninterrupted
 run's, tensor for tensor."""
+import os
 import re
 import signal
-import os
-import subprocess
 
 import torch
 
 from helpers import tiny_train_options, write_smooth_images, write_yaml
-from job_control import BIN, FAULT_LAUNCHER, fault_env, torchrun
+from job_control import BIN, FAULT_LAUNCHER, fault_env, run_job, torchrun
 
 
 def _losses(log: str):
     return {int(i): float(v) for i, v in re.findall(r'iter:\s+(\d+),.*l_pix: (\S+)', log)}
-
-
-def _run(command, cwd, env):
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
-    return result.stdout + result.stderr
 
 
 def test_torchrun_restarts_a_lost_rank_and_the_run_ends_as_if_never_interrupted(tmp_path):
@@ -35,11 +28,11 @@ def test_torchrun_restarts_a_lost_rank_and_the_run_ends_as_if_never_interrupted(
     args = ['train', '-opt', str(opt_path), '--launcher', 'pytorch']
 
     reference = tmp_path / 'reference'
-    _run(torchrun(2, str(BIN / 'basicsr'), *args, '--root', str(reference)), tmp_path,
-         dict(os.environ, OMP_NUM_THREADS='1'))
+    run_job(torchrun(2, str(BIN / 'basicsr'), *args, '--root', str(reference)), tmp_path,
+            dict(os.environ, OMP_NUM_THREADS='1'))
     elastic = tmp_path / 'elastic'
-    console = _run(torchrun(2, '--max-restarts=1', str(FAULT_LAUNCHER), *args, '--root', str(elastic),
-                            '--auto_resume'), tmp_path, fault_env(tmp_path / 'fault', 'state:20', 'kill', ranks='1'))
+    console = run_job(torchrun(2, '--max-restarts=1', str(FAULT_LAUNCHER), *args, '--root', str(elastic),
+                               '--auto_resume'), tmp_path, fault_env(tmp_path / 'fault', 'state:20', 'kill', ranks='1'))
 
     # Rank 1 died of SIGKILL in the first attempt; torchrun restarted the group once.
     assert re.search(rf'failed \(exitcode: -{int(signal.SIGKILL)}\) local_rank: 1 ', console), console[-4000:]
