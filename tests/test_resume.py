@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from gaussiansr_plugin.tools import make_benchmark_lr
 from gaussiansr_plugin.utils.resume import capture_rng_states, restore_rng_states
 from helpers import tiny_train_options, write_smooth_images, write_yaml
-from job_control import BIN, FAULT_LAUNCHER, fault_env, kill_job, torchrun, wait_until_stopped
+from job_control import BIN, FAULT_LAUNCHER, fault_env, kill_job, run_job, torchrun, wait_until_stopped
+from test_host_models import host_options
 
 
 def test_rng_states_round_trip_through_a_saved_file(tmp_path):
@@ -76,9 +78,7 @@ def test_sigkill_then_auto_resume_continues_from_the_last_state(tmp_path, ranks,
 
     elsewhere = tmp_path / 'elsewhere'
     elsewhere.mkdir()
-    result = subprocess.run(command + ['--auto_resume'], cwd=elsewhere, env=env, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_job(command + ['--auto_resume'], elsewhere, env)
     logs = sorted((out / 'experiments' / 'killed_run').glob('train_killed_run_*.log'))
     resumed_log = logs[-1].read_text()
     assert re.search(rf'Resuming training from epoch: \d+, iter: {saved[-1]}\.', resumed_log)
@@ -99,3 +99,47 @@ def test_sigkill_then_auto_resume_continues_from_the_last_state(tmp_path, ranks,
     assert (out / 'experiments' / 'killed_run' / 'models' / 'net_g_latest.pth').is_file()
     if ranks > 1:
         assert 'DIFFER' not in resumed_log
+
+
+def test_sigkill_then_auto_resume_of_basicsr_edsr_ends_like_an_uninterrupted_run(tmp_path):
+    data = tmp_path / 'paired'
+    write_smooth_images(data / 'HR', 4, size=(48, 48))
+    assert make_benchmark_lr.main(['-i', str(data / 'HR'), '--scales', '2']) == 0
+    # options/train_edsr_x2.yml (BasicSR's EDSR, SRModel, PairedImageDataset) with a tiny EDSR, on
+    # the CPU, without data workers: BasicSR's own datasets draw their crops from the process's
+    # RNG, which a training state restores. (In data workers they draw from RNGs that BasicSR's
+    # worker_init_fn reseeds alike every epoch: a run resumed mid-epoch finishes, with other crops.)
+    # 4 iterations per epoch: the save at 6 falls mid-epoch, the stop at the start of 10 after a boundary.
+    opt = host_options(data, 'EDSR', workers=0, total_iter=12)
+    opt['name'] = 'edsr_killed'
+    opt['datasets']['train']['dataset_enlarge_ratio'] = 2
+    opt['logger']['save_checkpoint_freq'] = 6
+    opt_path = write_yaml(tmp_path / 'edsr.yml', opt)
+    args = ['train', '-opt', str(opt_path)]
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+
+    reference = tmp_path / 'reference'
+    run_job([str(BIN / 'basicsr'), *args, '--root', str(reference)], tmp_path, env)
+    out = tmp_path / 'out'
+    proc = subprocess.Popen([sys.executable, str(FAULT_LAUNCHER), *args, '--root', str(out)], cwd=tmp_path,
+                            env=fault_env(tmp_path / 'fault', 'iter:10'), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until_stopped(proc, tmp_path / 'fault', [0])
+    finally:
+        kill_job(proc)
+    exp = out / 'experiments' / 'edsr_killed'
+    assert sorted(int(p.stem) for p in (exp / 'training_states').glob('*.state')) == [6]
+    run_job([str(BIN / 'basicsr'), *args, '--root', str(out), '--auto_resume'], tmp_path, env)
+
+    killed_log, resumed_log = (p.read_text() for p in sorted(exp.glob('train_edsr_killed_*.log')))
+    assert re.search(r'Resuming training from epoch: \d+, iter: 6\.', resumed_log)
+    killed, resumed = _losses(killed_log), _losses(resumed_log)
+    assert max(killed) == 9 and sorted(resumed) == list(range(7, 13))
+    expected = _losses(next((reference / 'experiments' / 'edsr_killed').glob('train_edsr_killed_*.log')).read_text())
+    assert killed == {i: expected[i] for i in range(1, 10)}
+    assert resumed == {i: expected[i] for i in range(7, 13)}  # 7..9 repeated exactly, then on to the end
+    final, reference_final = (torch.load(root / 'experiments' / 'edsr_killed' / 'models' / 'net_g_latest.pth',
+                                         map_location='cpu', weights_only=True)['params'] for root in (out, reference))
+    assert final.keys() == reference_final.keys()
+    assert all(torch.equal(final[name], reference_final[name]) for name in final)
