@@ -8,7 +8,7 @@ from basicsr.data import build_dataset
 from basicsr.models import build_model
 from conftest import TINY_GAUSSIANSR
 from gaussiansr_plugin.archs import GaussianSR, LIIF, MetaSR, gaussiansr_arch
-from gaussiansr_plugin.archs.arch_util import POSITION_DIMS, coord_to_lr_pixels, sample_bicubic
+from gaussiansr_plugin.archs.arch_util import POSITION_DIMS, coord_to_lr_pixels, nearest_centre, sample_bicubic
 from gaussiansr_plugin.utils.coord import make_cell, make_coord
 from helpers import write_smooth_images
 
@@ -97,9 +97,12 @@ def test_bicubic64_has_no_splatting_stream(monkeypatch):
     coord, cell = _queries((6, 8), 3.2)
     with torch.no_grad():
         out = net(lq, coord, cell)
-        # Reference: every channel sampled bicubically, then the offset and the cell.
+        # Reference: every channel sampled bicubically, then the offset and the cell. Row 9 of the
+        # 19 lies on an LR pixel border (position 2.5): the tie goes to the next pixel (3, offset -0.5).
         pos = coord_to_lr_pixels(coord, (6, 8))
-        inputs = [sample_bicubic(net.encoder(lq), coord), pos - torch.round(pos), cell * torch.tensor([6., 8.]) / 2]
+        offset = pos - nearest_centre(coord, (6, 8))
+        assert abs(offset[0, 9 * 26, 0] + 0.5) < 1e-6
+        inputs = [sample_bicubic(net.encoder(lq), coord), offset, cell * torch.tensor([6., 8.]) / 2]
         expected = net.decoder(torch.cat(inputs, dim=-1))
     torch.testing.assert_close(out, expected)
     assert net.pop_kernel_max_prob() is None

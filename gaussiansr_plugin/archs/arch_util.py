@@ -12,13 +12,79 @@ times, e.g. per chunk of query points), which ``ArbitraryScaleSRModel.test`` rel
 memory on large outputs without re-running the encoder. ``arch_options`` names what a
 checkpoint must have been trained with (checked on loading, ``utils/checkpoint.py``).
 """
+import dataclasses
 import math
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
+
+
+# The tie-break at exact LR pixel borders (LIIF's ``eps_shift``): a point is moved by this much
+# (normalized units of the LR image, +row +col) before the LR pixel containing it is picked, so a
+# point exactly on the border of two pixels goes to the lower-right one, whatever the float
+# rounding of its coordinate (a float32 coordinate is off by ~1e-7 at most, 1/10 of the shift).
+EPS_SHIFT = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where an encoded LR map lies in the LR image that the query coordinates refer to.
+
+    Query coordinates are always those of the whole image (``utils/coord.make_coord``'s), so
+    that the nearest-LR-pixel choice, relative positions and cells are computed from the same
+    numbers whether the map is the whole image or a tile of it; only the integer pixel index is
+    shifted to the tile (exact), and the continuous samples (bicubic) read the tile through
+    ``map_coord``.
+
+    Attributes:
+        origin: (row, col) of the map's first pixel in the image.
+        image_size: (h, w) of the image; None: the map is the whole image.
+    """
+    origin: Tuple[int, int] = (0, 0)
+    image_size: Optional[Tuple[int, int]] = None
+
+    def size(self, map_size: Sequence[int]) -> Tuple[int, int]:
+        """The LR size the query coordinates are normalized by."""
+        return tuple(self.image_size) if self.image_size is not None else tuple(map_size)
+
+    def to_map(self, index: torch.Tensor) -> torch.Tensor:
+        """Image pixel indices (..., 2) -> indices in the map."""
+        if self.image_size is None:
+            return index
+        return index - torch.tensor(self.origin, dtype=index.dtype, device=index.device)
+
+    def map_coord(self, coord: torch.Tensor, map_size: Sequence[int]) -> torch.Tensor:
+        """Image-normalized coordinates -> the map's normalized coordinates (for ``grid_sample``)."""
+        if self.image_size is None or (tuple(self.origin) == (0, 0) and tuple(self.image_size) == tuple(map_size)):
+            return coord  # the map is the image: the same numbers, not a round trip
+        image = coord.new_tensor(self.image_size)
+        origin = coord.new_tensor(self.origin)
+        return ((coord + 1) / 2 * image - origin) * 2 / coord.new_tensor(tuple(map_size)) - 1
+
+
+def nearest_latent(coord: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
+    """(row, col) index (B, Q, 2, int64) of the LR pixel containing ``coord`` (B, Q, 2 in [-1, 1]).
+
+    A point on a border goes to the upper pixel (floor); LIIF's ``grid_sample(mode='nearest')``
+    rounds half to even instead, which is why its callers shift the point by ``EPS_SHIFT`` first:
+    then no query lies on a border, and both pick the same pixel.
+    """
+    size = coord.new_tensor(lr_size)
+    index = torch.floor((coord + 1) / 2 * size).long()
+    return torch.minimum(index.clamp(min=0), (size.long() - 1))
+
+
+def nearest_centre(coord: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
+    """Index (B, Q, 2, in ``coord``'s dtype) of the LR pixel whose centre is nearest to ``coord``.
+
+    Ties (a point exactly on the border between two pixels: every 5th output row and column at
+    x2.5) go to the lower-right pixel by the ``EPS_SHIFT`` rule, so that the choice does not
+    depend on how the coordinate was rounded (float32 or float64, whole image or tile).
+    """
+    return nearest_latent(coord + EPS_SHIFT, lr_size).to(coord.dtype)
 
 
 def full_precision(device: torch.device) -> torch.autocast:
@@ -144,6 +210,14 @@ class ImplicitSRNet(nn.Module):
         """Computes the per-image state that ``query`` reads (features, splat tables, ...)."""
         raise NotImplementedError
 
+    def place(self, state: Any, origin: Sequence[int], image_size: Sequence[int]) -> Any:
+        """The state of an encoded tile whose first pixel is ``origin`` in an LR image of ``image_size``.
+
+        ``query`` then takes the whole image's coordinates and cells (see ``Placement``): a tile
+        gives the same nearest-pixel choices and positions as the whole image, to the bit.
+        """
+        return dataclasses.replace(state, placement=Placement(tuple(origin), tuple(image_size)))
+
     def query(self, state: Any, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """Predicts RGB (B, Q, 3) at ``coord`` from the state returned by ``encode``."""
         raise NotImplementedError
@@ -226,12 +300,13 @@ FOURIER_FREQS = (1, 2)
 POSITION_DIMS = {'offset': 2, 'fourier': 4 * len(FOURIER_FREQS)}
 
 
-def position_encoding(pos: torch.Tensor, mode: str) -> torch.Tensor:
+def position_encoding(pos: torch.Tensor, nearest: torch.Tensor, mode: str) -> torch.Tensor:
     """Encodes query positions ``pos`` (B, Q, 2) in LR pixels (centres at integers) for a decoder.
 
-    * ``'offset'``: ``pos - round(pos)``, the offset to the nearest LR pixel centre, in
-      [-0.5, 0.5] (GaussianSR's input). It jumps from +0.5 to -0.5 where a query crosses the
-      border between two LR pixels.
+    * ``'offset'``: ``pos - nearest``, the offset to the nearest LR pixel centre (``nearest``,
+      from ``nearest_centre``: a query on a border takes the next pixel, -0.5), in [-0.5, 0.5]
+      (GaussianSR's input). It jumps from +0.5 to -0.5 where a query crosses the border between
+      two LR pixels.
     * ``'fourier'`` (ours): sin and cos of ``2π f pos`` for f in ``FOURIER_FREQS``. A function
       of the same offset (integer frequencies have a period of one pixel), but continuous
       across borders.
@@ -240,6 +315,6 @@ def position_encoding(pos: torch.Tensor, mode: str) -> torch.Tensor:
         Tensor: (B, Q, ``POSITION_DIMS[mode]``).
     """
     if mode == 'offset':
-        return pos - torch.round(pos)
+        return pos - nearest
     angles = torch.cat([2 * math.pi * f * pos for f in FOURIER_FREQS], dim=-1)
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)

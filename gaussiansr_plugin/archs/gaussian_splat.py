@@ -23,12 +23,12 @@ offset (81 of each for r = 4), which cost more in dispatch and thread synchroniz
 arithmetic, above all on shared cores.
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence, Tuple
 
 import torch
 
-from .arch_util import coord_to_lr_pixels, full_precision
+from .arch_util import Placement, coord_to_lr_pixels, full_precision, nearest_centre
 
 # Queries per block in ``splat_query``; see its docstring for the memory this bounds.
 SPLAT_CHUNK = 2048
@@ -63,13 +63,15 @@ class SplatTable:
     (rows, C) holds the normalized amplitudes and ``exponent`` (rows, 3) the coefficients
     (-½A, -B, -½C) of the conic, so that ``-½ dᵀΣ⁻¹d = -½A dx² - B dx dy - ½C dy²``. Both are
     contiguous and at least float32, whatever the input precision. Padding rows are all zero, so
-    a window that reaches past the border adds nothing.
+    a window that reaches past the border adds nothing. ``placement``: where the map lies in the
+    image the query coordinates refer to (a tile's, see ``arch_util.Placement``).
     """
     amplitude: torch.Tensor
     exponent: torch.Tensor
     batch: int
     lr_size: Sequence[int]
     radius: int
+    placement: Placement = field(default_factory=Placement)
 
     @property
     def channels(self) -> int:
@@ -110,13 +112,16 @@ class _Windows:
         h, w = table.lr_size
         r = table.radius
         padded_w = w + 2 * r
-        pos = coord_to_lr_pixels(coord.detach().to(table.amplitude.dtype), (h, w)).reshape(-1, 2)
-        nearest = torch.round(pos)
-        nearest[:, 0].clamp_(0, h - 1)
-        nearest[:, 1].clamp_(0, w - 1)
+        coord = coord.detach().to(table.amplitude.dtype)
+        # In the image's pixels (the same numbers for a tile and the whole image), then the window
+        # is moved to the map by an exact integer shift.
+        placement = table.placement
+        lr_size = placement.size(table.lr_size)
+        pos = coord_to_lr_pixels(coord, lr_size).reshape(-1, 2)
+        nearest = nearest_centre(coord, lr_size).reshape(-1, 2)
         self.offset = pos - nearest  # (row, col) from the nearest LR pixel centre, at (+r, +r) in the window
         image = torch.arange(table.batch, device=coord.device).repeat_interleave(coord.shape[1])
-        nearest = nearest.long()
+        nearest = placement.to_map(nearest.long())
         self.corner = (image * (h + 2 * r) + nearest[:, 0]) * padded_w + nearest[:, 1]  # top-left table row
         steps = torch.arange(2 * r + 1, device=coord.device)
         self.shifts = steps.to(pos.dtype) - r
@@ -199,7 +204,8 @@ def splat_query(table: SplatTable, coord: torch.Tensor, chunk: int = SPLAT_CHUNK
 
     Args:
         table (SplatTable): From ``build_splat_table``.
-        coord (Tensor): (B, Q, 2) query points, (row, col) in [-1, 1]; not differentiated.
+        coord (Tensor): (B, Q, 2) query points, (row, col) in [-1, 1] of the image
+            (``table.placement``); not differentiated.
         chunk (int): Queries per block.
 
     Returns:

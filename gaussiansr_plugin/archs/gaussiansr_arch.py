@@ -1,6 +1,7 @@
 """GaussianSR: arbitrary-scale SR by selective 2D Gaussian splatting of LR features."""
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
@@ -8,8 +9,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from .arch_util import (BICUBIC_REACH, POSITION_DIMS, MLP, EDSRBaselineEncoder, ImplicitSRNet, at_least_float32,
-                        conv_reach, coord_to_lr_pixels, full_precision, position_encoding, sample_bicubic)
+from .arch_util import (BICUBIC_REACH, POSITION_DIMS, MLP, EDSRBaselineEncoder, ImplicitSRNet, Placement,
+                        at_least_float32, conv_reach, coord_to_lr_pixels, full_precision, nearest_centre,
+                        position_encoding, sample_bicubic)
 from .gaussian_splat import SplatTable, build_splat_table, splat_query, window_radius
 
 # Bound on |rho|: keeps Σ well conditioned (det Σ = σx²σy²(1-ρ²) away from 0).
@@ -24,6 +26,7 @@ class GaussianSRState:
     lq: torch.Tensor
     smooth_feat: torch.Tensor  # (B, C - C_gs, h, w): the bicubic stream
     splats: Optional[SplatTable]  # the Gaussian stream; None without one (num_gs_feat 0)
+    placement: Placement = field(default_factory=Placement)  # where the map lies in the image (a tile's)
 
 
 class GaussianBank(nn.Module):
@@ -209,14 +212,24 @@ class GaussianSR(ImplicitSRNet):
             reach = max(reach, 0.5 + self.radius + conv_reach(self.classifier))
         return reach
 
+    def place(self, state: GaussianSRState, origin: Sequence[int], image_size: Sequence[int]) -> GaussianSRState:
+        state = super().place(state, origin, image_size)
+        if state.splats is not None:  # the splat table reads the image's coordinates too
+            state.splats = dataclasses.replace(state.splats, placement=state.placement)
+        return state
+
     def query(self, state: GaussianSRState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-        lr_size = state.lq.shape[-2:]
+        place = state.placement
+        map_size = state.lq.shape[-2:]
+        lr_size = place.size(map_size)  # coordinates are the image's, also for a tile
+        map_coord = place.map_coord(coord, map_size)
         inputs = []
         if state.splats is not None:
             inputs.append(splat_query(state.splats, coord))
         if state.smooth_feat.shape[1]:
-            inputs.append(sample_bicubic(state.smooth_feat, coord))
+            inputs.append(sample_bicubic(state.smooth_feat, map_coord))
         pos = coord_to_lr_pixels(coord, lr_size)
         cell_lr = cell * torch.tensor(lr_size, dtype=cell.dtype, device=cell.device) / 2
-        pred = self.decoder(torch.cat(inputs + [position_encoding(pos, self.pos_encoding), cell_lr], dim=-1))
-        return self.to_rgb(pred, state.lq, coord)
+        encoded = position_encoding(pos, nearest_centre(coord, lr_size), self.pos_encoding)
+        pred = self.decoder(torch.cat(inputs + [encoded, cell_lr], dim=-1))
+        return self.to_rgb(pred, state.lq, map_coord)

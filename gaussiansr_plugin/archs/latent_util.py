@@ -1,8 +1,8 @@
 """LIIF's latent look-up, shared by the LIIF and MetaSR archs.
 
 * ``LatentState``: a per-image map of per-pixel vectors, zero-padded and flattened channels-last;
-* ``nearest_latent``: index of the LR pixel that contains a point, as LIIF's
-  ``grid_sample(mode='nearest')`` picks it;
+* ``nearest_latent`` (from ``arch_util``): index of the LR pixel that contains a point, as LIIF's
+  ``grid_sample(mode='nearest')`` picks it after its ``EPS_SHIFT``;
 * ``gather_latent``: the vector of that pixel, optionally with its 3x3 neighbourhood, as
   ``F.unfold(feat, 3, padding=1)`` lays it out;
 * ``project_latent``: a linear map of every pixel's (optionally 3x3-unfolded) feature, computed
@@ -12,17 +12,23 @@ LIIF's code unfolds the whole feature map (9C x h x w) on every ``query_rgb`` ca
 the nine neighbours of the queried pixels only keeps a call at O(Q * 9C) memory, which matters
 because ``ArbitraryScaleSRModel.predict`` calls ``query`` once per chunk of queries.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence, Tuple
 
 import torch
 from torch.nn import functional as F
 
-# LIIF's nudges: the shift that breaks ties on pixel borders, and the margin that keeps shifted
-# points inside the map.
-EPS_SHIFT = 1e-6
+from .arch_util import EPS_SHIFT, Placement, nearest_latent
+
+__all__ = ['EPS_CLAMP', 'EPS_SHIFT', 'LatentState', 'NUDGE_BOUND', 'gather_latent', 'latent_centre',
+           'make_latent_state', 'nearest_latent', 'project_latent']
+
+# LIIF's margin that keeps shifted points inside the map (its shift, ``EPS_SHIFT``, breaks ties
+# on pixel borders: see ``arch_util``).
 EPS_CLAMP = 1e-6
-# A bound above any such nudge (in LR pixels), which keeps a query reach an upper bound.
+# Room for that shift in a query reach (LR pixels): EPS_SHIFT is 5e-7 x the image side in LR
+# pixels, below this up to 2,000 pixels; beyond, the tile pad stays exact all the same (whole
+# pixels: a shift below half a pixel moves no query past the next pixel's border).
 NUDGE_BOUND = 1e-3
 
 
@@ -35,10 +41,12 @@ class LatentState:
     so that one ``index_select`` fetches the neighbourhoods of all queries. For MetaSR it is the
     encoder output; for LIIF, the latent term of its MLP's first layer (see ``project_latent``).
     ``lq`` is the input image, kept for the optional RGB skip (a reference, not a copy).
+    ``placement`` says where the map lies in the image the queries refer to (a tile's).
     """
     feat: torch.Tensor
     lr_size: Tuple[int, int]
     lq: torch.Tensor
+    placement: Placement = field(default_factory=Placement)
 
 
 def make_latent_state(feat: torch.Tensor, lq: torch.Tensor) -> LatentState:
@@ -47,17 +55,6 @@ def make_latent_state(feat: torch.Tensor, lq: torch.Tensor) -> LatentState:
     padded = F.pad(feat, (1, 1, 1, 1))
     # Contiguous once here, so that each gather reads whole rows instead of re-copying the map.
     return LatentState(feat=padded.flatten(2).transpose(1, 2).contiguous(), lr_size=(h, w), lq=lq)
-
-
-def nearest_latent(coord: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
-    """(row, col) index (B, Q, 2, int64) of the LR pixel containing ``coord`` (B, Q, 2 in [-1, 1]).
-
-    Equals ``grid_sample(mode='nearest', align_corners=False)``'s choice except exactly on a
-    pixel border, which LIIF's ``EPS_SHIFT`` keeps the queries off.
-    """
-    size = coord.new_tensor(lr_size)
-    index = torch.floor((coord + 1) / 2 * size).long()
-    return torch.minimum(index.clamp(min=0), (size.long() - 1))
 
 
 def latent_centre(index: torch.Tensor, lr_size: Sequence[int], dtype: torch.dtype) -> torch.Tensor:

@@ -96,27 +96,33 @@ class LIIF(ImplicitSRNet):
         return latent + NUDGE_BOUND + (1 if self.feat_unfold else 0)
 
     def query(self, state: LatentState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-        size = coord.new_tensor(state.lr_size)
+        place = state.placement
+        lr_size = place.size(state.lr_size)  # coordinates are the image's, also for a tile
+        size = coord.new_tensor(lr_size)
         if self.local_ensemble:
             # Order matters: the area swap below pairs (-1, -1) with (1, 1) and (-1, 1) with (1, -1).
-            shifts, eps = [(-1, -1), (-1, 1), (1, -1), (1, 1)], EPS_SHIFT
+            shifts = [(-1, -1), (-1, 1), (1, -1), (1, 1)]
         else:
-            shifts, eps = [(0, 0)], 0.0
+            shifts = [(0, 0)]
+        # LIIF shifts by EPS_SHIFT with the ensemble only, so without it a query on an LR pixel
+        # border went to whichever side float rounding favoured; here it goes to the lower-right
+        # one in both cases (the same pixel wherever LIIF's choice was not a rounding accident).
+        eps = EPS_SHIFT
 
         query_weight = self._first_layer_weights()[1].t()
         preds, areas = [], []
         for shift in shifts:
             # A (row, col) shift of half an LR pixel (the pixel is 2 / size wide) reaches a neighbour.
             shifted = (coord + coord.new_tensor(shift) / size + eps).clamp(-1 + EPS_CLAMP, 1 - EPS_CLAMP)
-            index = nearest_latent(shifted, state.lr_size)
-            rel_coord = (coord - latent_centre(index, state.lr_size, coord.dtype)) * size
+            index = nearest_latent(shifted, lr_size)
+            rel_coord = (coord - latent_centre(index, lr_size, coord.dtype)) * size
             query_input = torch.cat([rel_coord, cell * size], dim=-1) if self.cell_decode else rel_coord
             # First layer = the pixel's latent term (from ``encode``, bias included) + the query term.
             # addmm adds the thin (2 or 4 wide) product onto the gathered rows in one pass; F.linear
             # followed by an add was about 5x slower on the CPU.
             # The query term is thin: float32 under autocast too, so the relative position and
             # cell are never rounded to half precision (see ``full_precision``).
-            latent_term = gather_latent(state, index, unfold=False)
+            latent_term = gather_latent(state, place.to_map(index), unfold=False)
             with full_precision(coord.device):
                 hidden = torch.addmm(at_least_float32(latent_term).flatten(0, 1), query_input.flatten(0, 1),
                                      query_weight)
@@ -128,4 +134,4 @@ class LIIF(ImplicitSRNet):
             # Bilinear-style weights: a latent weighs the area of the rectangle opposite to it.
             areas = areas[::-1]
         blended = sum(pred * (area / total).unsqueeze(-1) for pred, area in zip(preds, areas))
-        return self.to_rgb(blended, state.lq, coord)
+        return self.to_rgb(blended, state.lq, place.map_coord(coord, state.lr_size))

@@ -63,13 +63,15 @@ class MetaSR(ImplicitSRNet):
         return 0.5 + max_lr_per_hr / 2 + NUDGE_BOUND + 1
 
     def query(self, state: LatentState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-        size = coord.new_tensor(state.lr_size)
+        place = state.placement
+        lr_size = place.size(state.lr_size)  # coordinates are the image's, also for a tile
+        size = coord.new_tensor(lr_size)
         corner = coord - cell / 2
-        index = nearest_latent((corner + EPS_SHIFT).clamp(-1 + EPS_CLAMP, 1 - EPS_CLAMP), state.lr_size)
+        index = nearest_latent((corner + EPS_SHIFT).clamp(-1 + EPS_CLAMP, 1 - EPS_CLAMP), lr_size)
         latent_corner = 2 * index.to(coord.dtype) / size - 1
         offset = (corner - latent_corner) * size / 2
         inv_scale = cell[..., :1] * size[0] / 2
-        q_feat = gather_latent(state, index, unfold=True)
+        q_feat = gather_latent(state, place.to_map(index), unfold=True)
         weight = self.imnet(torch.cat([offset, inv_scale], dim=-1))
         weight = weight.view(*q_feat.shape, 3)
         # Heavy work like the meta-MLP, so at the autocast's precision (unlike GaussianSR's and LIIF's
@@ -77,4 +79,4 @@ class MetaSR(ImplicitSRNet):
         # product (243 vs 72 ms per 30,000 queries on one CPU core, ~30% of a query) and changed the
         # bf16 PSNR of tests/test_mixed_precision.py's image by less than 0.0001 dB.
         rgb = torch.matmul(q_feat.unsqueeze(-2), weight).squeeze(-2)
-        return self.to_rgb(rgb, state.lq, coord)
+        return self.to_rgb(rgb, state.lq, place.map_coord(coord, state.lr_size))

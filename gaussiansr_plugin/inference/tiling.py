@@ -8,12 +8,12 @@ position, so each is rendered once. With ``tile_pad`` at least ``receptive_field
 default) every output pixel equals the whole-image result; a smaller pad is approximate and the
 tiles are then blended linearly over a band of ``tile_pad`` LR pixels (``Blender``).
 
-Coordinates are computed in float64 from the output pixel index and handed to the network
-relative to its tile. Positions are nudged by ``NUDGE_PER_PIXEL`` x the image's larger side:
-an output pixel whose centre lies exactly on an LR pixel border (every 5th row and column at x2.5)
-would otherwise go to whichever side float32 rounding favours, which differs between a tile and
-the whole image; the nudge (about 1e-3 LR pixel for a 1000 px image) decides for the right side
-in both.
+The network gets the whole image's coordinates and cells (``utils/coord.make_coord``'s values,
+the same bits as ``ArbitraryScaleSRModel.predict``) and a tile's state placed in the image
+(``ImplicitSRNet.place``): the arch picks nearest LR pixels in image coordinates, with its explicit
+tie-break at exact LR pixel borders (``archs/arch_util.EPS_SHIFT``), and shifts the integer index
+to the tile. So a tile, the whole image and ``basicsr test`` decide every border alike; only the
+float64 LR position below decides which tile renders an output pixel, where any side would do.
 """
 import math
 from dataclasses import dataclass
@@ -22,10 +22,10 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..utils.coord import coord_axis
 from ..utils.precision import autocast
 from .receptive_field import receptive_field
 
-NUDGE_PER_PIXEL = 2.0**-20
 # Tile side in LR pixels of the commands (upscale, explain) unless --tile says otherwise.
 DEFAULT_TILE = 256
 # sink(target index, row0, row1, col0, col1, rgb (row1 - row0, col1 - col0, 3) float in [0, 1] units)
@@ -50,18 +50,18 @@ def plan_spans(size: int, tile: int, pad: int) -> List[Span]:
     return [Span(a, b, max(0, a - pad), min(size, b + pad), a == 0, b == size) for a, b in zip(bounds, bounds[1:])]
 
 
-def lr_position(index: torch.Tensor, lr_size: int, hr_size: int, nudge: float) -> torch.Tensor:
+def lr_position(index: torch.Tensor, lr_size: int, hr_size: int) -> torch.Tensor:
     """LR position (pixel-centre units, float64) of output pixel centres ``index`` along one axis."""
-    return (index.double() + 0.5) * (lr_size / hr_size) - 0.5 + nudge
+    return (index.double() + 0.5) * (lr_size / hr_size) - 0.5
 
 
-def output_range(span: Span, band: float, lr_size: int, hr_size: int, nudge: float) -> Tuple[int, int]:
+def output_range(span: Span, band: float, lr_size: int, hr_size: int) -> Tuple[int, int]:
     """Output indices [i0, i1) whose LR position lies in the span's core widened by ``band``
     (LR pixels) on each side that is not an image end."""
 
     def first_at_or_after(position: float) -> int:
         # smallest i with lr_position(i) >= position
-        return max(0, min(hr_size, math.ceil((position + 0.5 - nudge) * hr_size / lr_size - 0.5)))
+        return max(0, min(hr_size, math.ceil((position + 0.5) * hr_size / lr_size - 0.5)))
 
     i0 = 0 if span.first else first_at_or_after(span.start - 0.5 - band)
     i1 = hr_size if span.last else first_at_or_after(span.stop - 0.5 + band)
@@ -107,7 +107,7 @@ class Blender:
 @torch.no_grad()
 def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], sink: Sink, tile: int = 0,
            tile_pad: Optional[int] = None, chunk: int = 30000, precision: str = 'fp32',
-           on_tile: Optional[Callable[[], None]] = None, nudge_per_pixel: float = NUDGE_PER_PIXEL) -> int:
+           on_tile: Optional[Callable[[], None]] = None) -> int:
     """Renders ``lq`` (1, 3, h, w) in [0, 1] at every (H, W) of ``sizes``, one encoder pass per tile.
 
     Args:
@@ -120,7 +120,6 @@ def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], s
         precision (str): 'fp32', or 'fp16' / 'bf16' autocast for the network's layers
             (``utils/precision.py``); the archs keep positions and sampling in float32 under it.
         on_tile: Called after each tile (progress).
-        nudge_per_pixel (float): See the module docstring; 0 gives LIIF's coordinates exactly.
 
     Returns:
         int: The tile padding used.
@@ -135,37 +134,36 @@ def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], s
     # not lie in the bands of both sides of a tile, or the weights would not sum to 1.
     cores = [s.stop - s.start for s in row_spans + col_spans if not (s.first and s.last)]
     band = min([pad / 2] + [c / 2 for c in cores]) if pad < exact_pad else 0.0
-    nudge = nudge_per_pixel * max(h, w)
     blenders = [Blender(k, size[1], sink, dtype) for k, size in enumerate(sizes)] if band else []
     for row_index, rows in enumerate(row_spans):
         for cols in col_spans:
             with autocast(device, precision):
                 state = net.encode(lq[..., rows.lo:rows.hi, cols.lo:cols.hi].to(device, dtype))
+            state = net.place(state, (rows.lo, cols.lo), (h, w))
             for k, (hr_h, hr_w) in enumerate(sizes):
-                _render_tile(net, state, (rows, cols), (h, w), (hr_h, hr_w), band, nudge, chunk, precision,
+                _render_tile(net, state, (rows, cols), (h, w), (hr_h, hr_w), band, chunk, precision,
                              blenders[k].add if band else lambda *a, k=k: sink(k, *a))
             del state
             if on_tile is not None:
                 on_tile()
         for k, blender in enumerate(blenders):
             following = row_spans[row_index + 1] if row_index + 1 < len(row_spans) else None
-            blender.flush(output_range(following, band, h, sizes[k][0], nudge)[0] if following else sizes[k][0])
+            blender.flush(output_range(following, band, h, sizes[k][0])[0] if following else sizes[k][0])
     return pad
 
 
 def _render_tile(net: nn.Module, state: Any, spans: Tuple[Span, Span], lr_size: Tuple[int, int],
-                 hr_size: Tuple[int, int], band: float, nudge: float, chunk: int, precision: str,
+                 hr_size: Tuple[int, int], band: float, chunk: int, precision: str,
                  put: Callable[..., None]) -> None:
     """Queries one tile's output pixels for one output size, in chunks of whole output rows."""
     param = next(net.parameters())
     device, dtype = param.device, param.dtype
     axes = []
     for span, lr_n, hr_n in zip(spans, lr_size, hr_size):
-        i0, i1 = output_range(span, band, lr_n, hr_n, nudge)
-        position = lr_position(torch.arange(i0, i1), lr_n, hr_n, nudge)
-        coord = ((position - span.lo + 0.5) * 2 / (span.hi - span.lo) - 1).to(dtype)
-        cell = 2 / hr_n * lr_n / (span.hi - span.lo)  # the output pixel size, in the tile's units
-        weight = ramp(position, span, band).to(dtype) if band else None
+        i0, i1 = output_range(span, band, lr_n, hr_n)
+        coord = coord_axis(hr_n, dtype=dtype)[i0:i1]  # the image's coordinates (see the module docstring)
+        cell = 2.0 / hr_n  # as make_cell
+        weight = ramp(lr_position(torch.arange(i0, i1), lr_n, hr_n), span, band).to(dtype) if band else None
         axes.append((i0, i1, coord, cell, weight))
     (r0, r1, row_coord, row_cell, row_weight), (c0, c1, col_coord, col_cell, col_weight) = axes
     width = c1 - c0

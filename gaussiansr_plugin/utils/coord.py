@@ -14,8 +14,17 @@ def make_coord(size: Sequence[int], device: Optional[torch.device] = None,
     official code's by up to 4.5e-3 (LIIF, last row at x3, where its four ensemble areas are all
     near zero) and 2.5e-5 (MetaSR, x2.5); see tests/test_official_checkpoints.py.
     """
-    axes = [torch.arange(n, device=device, dtype=dtype) * (2 / n) + (-1 + 1 / n) for n in size]
+    axes = [coord_axis(n, device, dtype) for n in size]
     return torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1).reshape(-1, 2)
+
+
+def coord_axis(n: int, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The centres of ``n`` pixels along one axis, (n,): ``make_coord``'s values (the same bits).
+
+    Tiled rendering (``inference/tiling.py``) takes its coordinates from here too, so that every
+    way to the pixels queries the network at the same numbers.
+    """
+    return torch.arange(n, device=device, dtype=dtype) * (2 / n) + (-1 + 1 / n)
 
 
 def make_cell(size: Sequence[int], num_queries: int, device: Optional[torch.device] = None,
