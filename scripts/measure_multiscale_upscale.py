@@ -16,8 +16,8 @@ import torch
 
 from gaussiansr_plugin.inference.command import return_freed_memory
 from gaussiansr_plugin.inference.image_file import read_input
-from gaussiansr_plugin.inference.loading import load_net
-from gaussiansr_plugin.inference.tiling import DEFAULT_TILE, render
+from gaussiansr_plugin.utils.loading import load_net
+from gaussiansr_plugin.render.tiling import DEFAULT_TILE, render
 from gaussiansr_plugin.inference.upscale import query_chunk
 
 

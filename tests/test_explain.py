@@ -7,7 +7,8 @@ import torch
 from basicsr.models import build_model
 from gaussiansr_plugin.archs import GaussianSR
 from gaussiansr_plugin.inference import explain
-from gaussiansr_plugin.inference.figures import FIGURE_SIZES, principal_axes
+from gaussiansr_plugin.visual.figures import FIGURE_SIZES, principal_axes
+from gaussiansr_plugin.visual.kernels import kernel_stats
 from test_upscale import SMALL, SMALL_GAUSSIANSR, write_model
 
 
@@ -28,8 +29,8 @@ def test_kernel_choices_are_the_same_in_tiles():
     torch.manual_seed(0)
     net = GaussianSR(**SMALL_GAUSSIANSR).eval().double()
     lq = torch.rand(1, 3, 23, 19, dtype=torch.float64)
-    whole = explain.kernel_stats(net, lq, tile=0)
-    tiled = explain.kernel_stats(net, lq, tile=5)
+    whole = kernel_stats(net, lq, tile=0)
+    tiled = kernel_stats(net, lq, tile=5)
     assert np.array_equal(whole.labels, tiled.labels)
     expected = net.classifier(net.encoder(lq)).argmax(1)[0].numpy()
     assert np.array_equal(whole.labels, expected) and whole.counts.sum() == 23 * 19

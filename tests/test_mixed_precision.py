@@ -7,7 +7,7 @@ from basicsr.metrics.psnr_ssim import calculate_psnr_pt
 from basicsr.models import build_model
 from conftest import TINY_GAUSSIANSR
 from gaussiansr_plugin.archs.metasr_arch import MetaSR
-from gaussiansr_plugin.inference.loading import load_net
+from gaussiansr_plugin.utils.loading import load_net
 from gaussiansr_plugin.utils.coord import make_cell, make_coord
 from gaussiansr_plugin.utils.precision import autocast
 from gaussiansr_plugin.utils.resize import imresize_matlab

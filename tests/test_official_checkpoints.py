@@ -21,7 +21,8 @@ import yaml
 from gaussiansr_plugin import cli
 from gaussiansr_plugin.archs import LIIF, MetaSR
 from gaussiansr_plugin.benchmark.methods import load_method, parse_model_arg, quiet_basicsr_logger
-from gaussiansr_plugin.inference import loading, upscale
+from gaussiansr_plugin.inference import upscale
+from gaussiansr_plugin.utils import loading
 from gaussiansr_plugin.tools.convert_official import main as convert_main
 from gaussiansr_plugin.utils.checkpoint import ARCH_KEY, CONVERSION_LOGGER, load_weights
 from helpers import basicsr_records, write_yaml

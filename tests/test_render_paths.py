@@ -1,7 +1,7 @@
 """One image, one scale, one precision: the same pixels from ``basicsr test`` and ``basicsr upscale``.
 
 ``basicsr test`` renders through ``ArbitraryScaleSRModel.predict`` (the whole image, ``make_coord``),
-``basicsr upscale`` through ``inference/tiling.render`` (tiles, or one). At x2.5 every 5th output
+``basicsr upscale`` through ``render/tiling.render`` (tiles, or one). At x2.5 every 5th output
 row and column has its centre exactly on an LR pixel border, and at x2 every 2nd output pixel has
 its corner (MetaSR's query point) on one: the arch's tie-break must decide those alike on every
 path, or a tie row differs by a tenth of the range (GaussianSR's offset input jumps by one).
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from basicsr.models import build_model
-from gaussiansr_plugin.inference.tiling import render
+from gaussiansr_plugin.render.tiling import render
 
 LR = (30, 34)  # x2.5 -> (75, 85) exactly, so the tie rows and columns are exact ties
 SIZES = {'x2': (60, 68), 'x2.5': (75, 85), 'x2.5x3': (75, 102)}

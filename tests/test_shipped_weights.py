@@ -11,7 +11,7 @@ import torch
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_plugin.archs.liif_arch import LIIF
 from gaussiansr_plugin.benchmark.cli import main as benchmark_main
-from gaussiansr_plugin.inference.loading import load_net
+from gaussiansr_plugin.utils.loading import load_net
 from gaussiansr_plugin.utils.checkpoint import ARCH_KEY
 from gaussiansr_plugin.weights import WEIGHTS_DIR, shipped_names
 

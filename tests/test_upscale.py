@@ -13,9 +13,10 @@ from PIL import Image
 
 from gaussiansr_plugin import weights
 from gaussiansr_plugin.archs import GaussianSR, LIIF, MetaSR
-from gaussiansr_plugin.inference import loading, upscale
-from gaussiansr_plugin.inference.receptive_field import encoder_reach, receptive_field
-from gaussiansr_plugin.inference.tiling import plan_spans, render
+from gaussiansr_plugin.inference import upscale
+from gaussiansr_plugin.render.receptive_field import encoder_reach, receptive_field
+from gaussiansr_plugin.render.tiling import plan_spans, render
+from gaussiansr_plugin.utils import loading
 from gaussiansr_plugin.utils.coord import make_cell, make_coord
 from gaussiansr_plugin.utils.file_io import is_temp_file
 

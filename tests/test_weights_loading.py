@@ -16,7 +16,8 @@ from conftest import TINY_GAUSSIANSR
 from gaussiansr_plugin import cli, weights
 from gaussiansr_plugin.archs import LIIF, GaussianSR
 from gaussiansr_plugin.benchmark.methods import load_method, parse_model_arg
-from gaussiansr_plugin.inference import loading, upscale
+from gaussiansr_plugin.inference import upscale
+from gaussiansr_plugin.utils import loading
 from gaussiansr_plugin.utils.checkpoint import ARCH_KEY, load_weights
 from gaussiansr_plugin.utils.command_line import resolve_model_arg
 from gaussiansr_plugin.utils.options import check_options

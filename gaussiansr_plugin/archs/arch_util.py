@@ -227,7 +227,7 @@ class ImplicitSRNet(nn.Module):
 
         The decoder's neighbourhood only (splat window, unfolded neighbours, bicubic taps, ...):
         the encoder's own reach is computed from its convolutions (``encoder_reach``), and the
-        RGB skip's taps are added by ``inference/receptive_field.py``. The tile padding needs
+        RGB skip's taps are added by ``render/receptive_field.py``. The tile padding needs
         it; each arch says its own.
 
         Args:

@@ -2,10 +2,11 @@
 
 A method is given as ``NAME=OPTION_FILE[:CHECKPOINT]`` or ``NAME=WEIGHTS`` (the name of shipped
 weights, ``gaussiansr_plugin/weights``: their option file and checkpoint). The option file's
-``model_type`` and ``network_g`` say what to build; BasicSR's ``build_model`` builds it with
-``is_train: False``, so the checkpoint is loaded by the model itself (the plugin's
-``load_weights``: weights only, one clear error for a file that does not fit or was trained
-with other arch options). Two kinds are supported:
+``model_type`` and ``network_g`` say what to build; the checkpoint and its key are found as
+for ``upscale`` and ``explain`` (``utils/loading.model_source``); BasicSR's ``build_model``
+builds the model with ``is_train: False``, so the checkpoint is loaded by the model itself (the
+plugin's ``load_weights``: weights only, one clear error for a file that does not fit or was
+trained with other arch options). Two kinds are supported:
 
 * query-based arbitrary-scale models (``ArbitraryScaleSRModel``: GaussianSR, LIIF, MetaSR),
   run through ``ArbitraryScaleSRModel.predict`` (encoder once, queries in ``val.query_chunk``
@@ -17,7 +18,6 @@ with other arch options). Two kinds are supported:
 import logging
 import math
 from dataclasses import dataclass
-from os import path as osp
 from typing import Any, Dict, Optional, Sequence
 
 import torch
@@ -26,9 +26,10 @@ import gaussiansr_plugin  # noqa: F401  (patches BasicSR before anything imports
 from basicsr.models import build_model
 from basicsr.utils import get_root_logger
 from gaussiansr_plugin.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel
-from gaussiansr_plugin.utils.checkpoint import CONVERSION_LOGGER, find_checkpoint
+from gaussiansr_plugin.utils.checkpoint import CONVERSION_LOGGER
 from gaussiansr_plugin.utils.command_line import resolve_model_arg
-from gaussiansr_plugin.utils.options import OptionError, load_option_file
+from gaussiansr_plugin.utils.loading import model_source
+from gaussiansr_plugin.utils.options import OptionError
 from gaussiansr_plugin.utils.resize import imresize_matlab
 
 BICUBIC = 'Bicubic'
@@ -139,17 +140,15 @@ def probe_input(lq_size: int, device: torch.device) -> torch.Tensor:
 
 
 def _model_options(spec: MethodSpec, device: torch.device, is_train: bool) -> Dict[str, Any]:
-    opt = load_option_file(spec.option_file)
+    try:  # the commands' one loader: checkpoint and key as upscale and explain find them
+        source = model_source(spec.option_file, spec.checkpoint)
+    except ValueError as err:
+        raise FileNotFoundError(f'--model {spec.name}: {err}') from err
+    opt = source.opt
     for key in ('model_type', 'network_g'):
         if key not in opt:
             raise OptionError(f'{spec.option_file}: {key} is required (method {spec.name})')
     path_opt = dict(opt.get('path') or {})
-    checkpoint = spec.checkpoint or path_opt.get('pretrain_network_g')
-    if checkpoint:  # a file, or the name of shipped weights
-        try:
-            checkpoint = find_checkpoint(osp.expanduser(checkpoint))
-        except ValueError as err:
-            raise FileNotFoundError(f'--model {spec.name}: {err}') from err
     model_opt = dict(
         name=spec.name,
         model_type=opt['model_type'],
@@ -159,10 +158,8 @@ def _model_options(spec: MethodSpec, device: torch.device, is_train: bool) -> Di
         rank=0,
         world_size=1,
         network_g=dict(opt['network_g']),
-        # EMA weights when the checkpoint has them (BasicSR saves both), else 'params'.
-        path=dict(pretrain_network_g=None if is_train else checkpoint,
-                  strict_load_g=path_opt.get('strict_load_g', True),
-                  param_key_g=path_opt.get('param_key_g', 'params_ema')),
+        path=dict(pretrain_network_g=None if is_train else source.checkpoint,
+                  strict_load_g=path_opt.get('strict_load_g', True), param_key_g=source.param_key),
         val={k: v for k, v in (opt.get('val') or {}).items() if k == 'query_chunk'},
     )
     if 'scale' in opt:  # fixed-scale BasicSR models keep their top-level scale

@@ -1,11 +1,9 @@
-"""Using a trained arbitrary-scale network on one's own images (``basicsr upscale``, ``basicsr explain``).
+"""The commands that use a trained arbitrary-scale network on one's own images, and their file handling.
 
-* ``loading``: the network from an option file and a checkpoint (weights only), or the default weights;
-* ``receptive_field``: how many LR pixels of context an output pixel depends on, from the network;
-* ``tiling``: exact tiled rendering (one tile on the device, queries in chunks), several output
-  sizes from one encoder pass per tile;
+* ``command``: what the commands share (one-line errors, argument types);
 * ``image_file``: reading any image file with one clear line per bad file, writing outputs;
-* ``upscale``: the ``basicsr upscale`` command;
-* ``explain``: figures of GaussianSR's Gaussian bank and its kernel choices (``basicsr explain``,
-  and TensorBoard at validation).
+* ``upscale``: the ``basicsr upscale`` command (rendering: ``render/tiling.py``);
+* ``explain``: the ``basicsr explain`` command (figures: ``visual/``).
+
+The network is loaded by ``utils/loading.py``, as for the benchmark.
 """

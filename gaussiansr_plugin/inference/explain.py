@@ -5,60 +5,26 @@
 Writes ``DIR/NAME_bank_kernels.png`` (the bank's kernels as ellipses with σx, σy, ρ, opacity),
 ``NAME_bank_histograms.png`` (their histograms over the bank and as selected over the image),
 ``NAME_kernel_usage.png`` (how often each kernel is selected, sorted) and ``NAME_kernel_map.png``
-(the selected kernel, its size and orientation per LR pixel beside the image). The kernel
-selected at an LR pixel is the classifier's argmax (what eval uses with ``eval_kernel: argmax``),
-computed tile by tile (exact: tiles carry the encoder's and classifier's receptive field).
-``ArbitraryScaleSRModel`` logs the same figures to TensorBoard at each validation of a GaussianSR.
+(the selected kernel, its size and orientation per LR pixel beside the image): see
+``visual/kernels.py``, which ``ArbitraryScaleSRModel`` uses to log the same figures to TensorBoard
+at each validation of a GaussianSR.
 """
 import argparse
 import sys
 from os import path as osp
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import cv2
 import numpy as np
-import torch
 
-from ..archs.gaussiansr_arch import GaussianSR
+from ..render.tiling import DEFAULT_TILE
 from ..utils.file_io import atomic_imwrite
 from ..utils.folders import check_output_folder
+from ..utils.loading import choose_device, load_net
+from ..visual.figures import FIGURE_SIZES, KernelStats, draw_all
+from ..visual.kernels import has_gaussians, kernel_stats
 from .command import OneLineParser, non_negative_int, run_reporting_errors
-from .figures import FIGURE_SIZES, KernelStats, draw_all
 from .image_file import read_input
-from .loading import choose_device, load_net
-from .receptive_field import conv_reach, encoder_reach
-from .tiling import DEFAULT_TILE, tiled_lr_map
-
-
-def has_gaussians(net: torch.nn.Module) -> bool:
-    """Whether ``net`` is a GaussianSR with a Gaussian stream (``num_gs_feat`` > 0)."""
-    return isinstance(net, GaussianSR) and getattr(net, 'classifier', None) is not None
-
-
-@torch.no_grad()
-def kernel_stats(net: GaussianSR, lq: torch.Tensor, tile: int = DEFAULT_TILE) -> KernelStats:
-    """The bank and the kernel the classifier selects at every LR pixel of ``lq`` (1, 3, h, w) in [0, 1]."""
-    was_training = net.training
-    net.eval()
-    param = next(net.parameters())
-    pad = encoder_reach(net.encoder) + conv_reach(net.classifier)
-    labels = tiled_lr_map(lq.to(param.dtype), lambda x: net.classifier(net.encoder(x)).argmax(1, keepdim=True),
-                          pad, tile, param.device)
-    bank = net.bank().double().cpu().numpy()
-    net.train(was_training)
-    image = lq[0].permute(1, 2, 0).clamp(0, 1).double().cpu().numpy()
-    return KernelStats(bank=bank, labels=labels[0, 0].numpy(), image=image,
-                       sigma_range=(net.bank.sigma_min, net.bank.sigma_max))
-
-
-def log_validation_figures(net: torch.nn.Module, dataset: Any, tb_logger: Any, current_iter: int) -> None:
-    """Logs the figures for the first image of a validation set to TensorBoard (GaussianSR only)."""
-    if tb_logger is None or not has_gaussians(net) or len(dataset) == 0:
-        return
-    lq = dataset[0]['lq'].unsqueeze(0)
-    name = dataset.opt.get('name', 'val')
-    for figure, img in draw_all(kernel_stats(net, lq)).items():
-        tb_logger.add_image(f'explain_{name}/{figure}', img, current_iter, dataformats='HWC')
 
 
 def write_figures(stats: KernelStats, out_dir: str, stem: str) -> Dict[str, str]:

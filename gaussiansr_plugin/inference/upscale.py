@@ -35,13 +35,13 @@ from typing import List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
+from ..render.receptive_field import receptive_field
+from ..render.tiling import DEFAULT_TILE, plan_spans, render
 from ..utils.folders import check_output_folder, list_images
 from ..utils.image_io import ImageError
+from ..utils.loading import LoadedNet, choose_device, load_net
 from .command import OneLineParser, message, non_negative_int, run_reporting_errors, trim_heap
 from .image_file import WRITABLE_FORMATS, InputImage, OutputCanvas, output_extension, read_input
-from .loading import LoadedNet, choose_device, load_net
-from .receptive_field import receptive_field
-from .tiling import DEFAULT_TILE, plan_spans, render
 
 # Queries per network call on the CPU: a 256-wide decoder layer then holds 12 MB, which glibc
 # serves again from its heap chunk after chunk (see command.return_freed_memory).

@@ -182,8 +182,8 @@ class ArbitraryScaleSRModel(SRModel):
 
     def validation(self, dataloader, current_iter, tb_logger, save_img=False):
         super().validation(dataloader, current_iter, tb_logger, save_img)
-        if tb_logger is not None:  # rank 0; draws GaussianSR's bank and kernel choices (inference/explain.py)
-            from ..inference.explain import log_validation_figures  # matplotlib only when there is a logger
+        if tb_logger is not None:  # rank 0; draws GaussianSR's bank and kernel choices (visual/kernels.py)
+            from ..visual.kernels import log_validation_figures  # matplotlib only when there is a logger
             log_validation_figures(self._eval_net(), dataloader.dataset, tb_logger, current_iter)
 
     def _validate(self, dataloader, current_iter, tb_logger, save_img: bool) -> None:

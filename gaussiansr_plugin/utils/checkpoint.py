@@ -29,6 +29,15 @@ ARCH_KEY = 'arch'
 CONVERSION_LOGGER = 'basicsr.checkpoint'
 
 
+def param_key_of(path_opt: Optional[Dict[str, Any]]) -> str:
+    """The checkpoint key a network is loaded from, for every way in (``basicsr train/test``,
+    ``upscale``, ``explain``, the benchmark, the option check): ``path.param_key_g``, else
+    ``'params'``, BasicSR's ``SRModel`` rule, so that every command loads the tensors ``basicsr
+    test`` loads with the same option file. A key the file lacks falls back to ``params``
+    (``read_weights``, as BasicSR's ``load_network``); EMA weights: ``param_key_g: params_ema``."""
+    return (path_opt or {}).get('param_key_g', 'params')
+
+
 def atomic_torch_save(obj: Any, file_path: str) -> None:
     """``torch.save`` through a temporary name and a rename: a kill mid-save leaves no truncated
     checkpoint under the final name for resume or test to pick up."""

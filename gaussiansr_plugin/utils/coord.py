@@ -21,7 +21,7 @@ def make_coord(size: Sequence[int], device: Optional[torch.device] = None,
 def coord_axis(n: int, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The centres of ``n`` pixels along one axis, (n,): ``make_coord``'s values (the same bits).
 
-    Tiled rendering (``inference/tiling.py``) takes its coordinates from here too, so that every
+    Tiled rendering (``render/tiling.py``) takes its coordinates from here too, so that every
     way to the pixels queries the network at the same numbers.
     """
     return torch.arange(n, device=device, dtype=dtype) * (2 / n) + (-1 + 1 / n)

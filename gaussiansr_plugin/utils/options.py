@@ -13,7 +13,7 @@ from typing import Any, Dict, List
 import yaml
 
 from basicsr.utils.options import ordered_yaml
-from .checkpoint import load_weights
+from .checkpoint import load_weights, param_key_of
 from .option_sections import (build_network, check_datasets, check_dist, check_logger, check_path, check_top,
                               check_train, check_val)
 
@@ -61,7 +61,7 @@ def check_options(opt: Dict[str, Any], is_train: bool) -> None:
     if checkpoint and not (is_train and opt['path'].get('resume_state')):
         try:
             load_weights(net, os.path.expanduser(checkpoint), opt['path'].get('strict_load_g', True),
-                         opt['path'].get('param_key_g', 'params'))
+                         param_key_of(opt['path']))
         except ValueError as err:
             raise ValueError(f'path.pretrain_network_g: {err}') from err
 

@@ -1,29 +1,65 @@
-"""The network ``basicsr upscale`` / ``basicsr explain`` run: from ``--model OPTION_FILE:CHECKPOINT``
-or ``--model NAME`` (shipped weights, ``gaussiansr_plugin/weights``), else the shipped weights,
-else the demo's checkpoint.
+"""The one way the commands (``basicsr upscale``, ``explain``, ``benchmark``) find a network's weights.
 
-The option file's ``network_g`` is built as the option check builds it (``utils/options.py``) and
-the checkpoint is loaded with ``weights_only=True`` (``utils/checkpoint.py``): EMA weights when
-the file has them, else ``params``; a LIIF or MetaSR file as its authors released it is
-converted (the model line says so); a file that does not fit, or was trained with other arch
-options, fails with one line naming it.
+A model argument is ``OPTION_FILE:CHECKPOINT``, ``OPTION_FILE`` (its ``path.pretrain_network_g``)
+or ``NAME`` (shipped weights, ``gaussiansr_plugin/weights``); ``model_source`` resolves it to the
+option file, the checkpoint file and the key to read (``utils/checkpoint.param_key_of``: the
+rule of ``basicsr test``). ``load_net`` builds the option file's ``network_g`` as the option check
+builds it (``utils/options.py``) and loads the checkpoint with ``weights_only=True``
+(``utils/checkpoint.py``); a LIIF or MetaSR file as its authors released it is converted (the
+model line says so); a file that does not fit, or was trained with other arch options, fails
+with one line naming it. Without a model argument, upscale and explain take the shipped
+weights, else the demo's checkpoint (``default_model_arg``); the benchmark builds whole BasicSR
+models from the same source.
 """
 from dataclasses import dataclass
 from os import path as osp
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import torch
 
 from .. import weights
 from ..archs.arch_util import ImplicitSRNet
-from ..utils.checkpoint import load_weights, read_weights
-from ..utils.command_line import resolve_model_arg
-from ..utils.options import build_network, load_option_file
+from .checkpoint import find_checkpoint, load_weights, param_key_of, read_weights
+from .command_line import resolve_model_arg
+from .options import build_network, load_option_file
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_OPTIONS = osp.join('options', 'train_gaussiansr_demo.yml')
 DEMO_CHECKPOINT = osp.join('experiments', 'GaussianSR_demo', 'models', 'net_g_latest.pth')
 DEFAULT_QUERY_CHUNK = 30000
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's network and weights come from.
+
+    Attributes:
+        option_file: The option file.
+        opt: Its options.
+        checkpoint: The checkpoint file (a shipped name resolved), None when neither the model
+            argument nor ``path.pretrain_network_g`` gives one.
+        param_key: The key to read (``param_key_of``).
+    """
+    option_file: str
+    opt: Dict[str, Any]
+    checkpoint: Optional[str]
+    param_key: str
+
+
+def model_source(option_file: str, checkpoint: Optional[str] = None) -> ModelSource:
+    """The option file (read) and the checkpoint of a model: ``checkpoint``, else the option
+    file's ``path.pretrain_network_g`` (a file or the name of shipped weights), else None.
+
+    Raises:
+        OptionError: The option file is missing or malformed.
+        ValueError: The checkpoint is neither a file nor the name of shipped weights (naming it).
+    """
+    opt = load_option_file(option_file)
+    path_opt = opt.get('path') or {}
+    checkpoint = checkpoint or path_opt.get('pretrain_network_g')
+    if checkpoint:
+        checkpoint = find_checkpoint(osp.expanduser(checkpoint))
+    return ModelSource(option_file, opt, checkpoint, param_key_of(path_opt))
 
 
 @dataclass
@@ -72,8 +108,8 @@ def load_net(model_arg: Optional[str], device: torch.device) -> LoadedNet:
             that is not query-based, an unknown name, or a checkpoint that does not fit; the
             message names it.
     """
-    option_file, checkpoint = resolve_model_arg(model_arg or default_model_arg())
-    opt = load_option_file(option_file)
+    source = model_source(*resolve_model_arg(model_arg or default_model_arg()))
+    option_file, opt = source.option_file, source.opt
     try:
         net = build_network(opt.get('network_g'))
     except (KeyError, ValueError) as err:
@@ -81,11 +117,9 @@ def load_net(model_arg: Optional[str], device: torch.device) -> LoadedNet:
     if not isinstance(net, ImplicitSRNet):
         raise ValueError(f'{option_file}: {type(net).__name__} is not an arbitrary-scale network '
                          '(GaussianSR, LIIF or MetaSR)')
-    path_opt = opt.get('path') or {}
-    checkpoint = checkpoint or path_opt.get('pretrain_network_g')
-    if not checkpoint:
+    if not source.checkpoint:
         raise FileNotFoundError(f'--model {model_arg}: no checkpoint (give OPTION_FILE:CHECKPOINT)')
-    weights = read_weights(osp.expanduser(checkpoint), param_key=path_opt.get('param_key_g', 'params_ema'))
+    weights = read_weights(source.checkpoint, param_key=source.param_key)
     load_weights(net, weights, strict=True)
     net.eval().requires_grad_(False).to(device)
     chunk = (opt.get('val') or {}).get('query_chunk', DEFAULT_QUERY_CHUNK)
