@@ -7,7 +7,8 @@ the working tree's, alone and inside GaussianSR, with LIIF as the yardstick, in 
 Every timed case runs once per round, the cases taking turns (a change of background load hits
 them alike); the table gives the median wall time of ``--repeats`` rounds after one warm-up
 round, and the ratio to LIIF's. Untrained weights (cost does not depend on them), one
-``--lq-size``² input of uniform noise, queries in chunks of ``--chunk`` (as
+``--lq-size``² input of uniform noise, queries in chunks of ``--chunk`` (default
+``QUERY_CHUNK``), the networks through ``render/tiling.render_image`` (as
 ``ArbitraryScaleSRModel.predict``). Rows:
 
 * ``splat old|new``: the renderer alone (``build_splat_table`` + ``splat_query`` over every
@@ -33,6 +34,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from gaussiansr_plugin.archs import gaussian_splat, gaussiansr_arch  # noqa: E402
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR  # noqa: E402
 from gaussiansr_plugin.archs.liif_arch import LIIF  # noqa: E402
+from gaussiansr_plugin.render.tiling import QUERY_CHUNK, render_image  # noqa: E402
 from gaussiansr_plugin.utils.coord import make_cell, make_coord  # noqa: E402
 
 
@@ -52,12 +54,6 @@ def chunks(size: int, chunk: int):
     coord = make_coord((size, size)).unsqueeze(0)
     cell = make_cell((size, size), coord.shape[1]).unsqueeze(0)
     return [(coord[:, s:s + chunk], cell[:, s:s + chunk]) for s in range(0, coord.shape[1], chunk)]
-
-
-@torch.no_grad()
-def upscale(net, lq, parts) -> torch.Tensor:
-    state = net.encode(lq)
-    return torch.cat([net.query(state, coord, cell) for coord, cell in parts], dim=1)
 
 
 @torch.no_grad()
@@ -84,7 +80,7 @@ def main(argv=None) -> None:
     parser.add_argument('--old', required=True, help='the gaussian_splat.py to compare against')
     parser.add_argument('--lq-size', type=int, default=64)
     parser.add_argument('--sizes', type=int, nargs='+', default=[128, 256, 384, 512])
-    parser.add_argument('--chunk', type=int, default=30000)
+    parser.add_argument('--chunk', type=int, default=QUERY_CHUNK)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
     parser.add_argument('--train', action='store_true')
@@ -110,15 +106,19 @@ def main(argv=None) -> None:
     cases, rows = {}, []
     for size in args.sizes:
         parts = chunks(size, args.chunk)
+
+        def upscale(net, size=size):
+            return render_image(net, lq, (size, size), args.chunk)
+
         cases[('splat old', size)] = lambda parts=parts: splat_only(old, gaussians, parts)
         cases[('splat new', size)] = lambda parts=parts: splat_only(new, gaussians, parts)
-        cases[('GaussianSR old', size)] = lambda parts=parts: (use_renderer(old), upscale(gs, lq, parts))
-        cases[('GaussianSR new', size)] = lambda parts=parts: (use_renderer(new), upscale(gs, lq, parts))
-        cases[('LIIF', size)] = lambda parts=parts: upscale(liif, lq, parts)
+        cases[('GaussianSR old', size)] = lambda upscale=upscale: (use_renderer(old), upscale(gs))
+        cases[('GaussianSR new', size)] = lambda upscale=upscale: (use_renderer(new), upscale(gs))
+        cases[('LIIF', size)] = lambda upscale=upscale: upscale(liif)
         use_renderer(old)
-        before = upscale(gs, lq, parts)
+        before = upscale(gs)
         use_renderer(new)
-        rows.append(f'{size}²: max |new - old| output {float((upscale(gs, lq, parts) - before).abs().max()):.2e}')
+        rows.append(f'{size}²: max |new - old| output {float((upscale(gs) - before).abs().max()):.2e}')
     if args.train:
         b, s = args.train_batch, args.train_lq
         batch = (torch.rand(b, 3, s, s, generator=gen), 2 * torch.rand(b, 2304, 2, generator=gen) - 1,

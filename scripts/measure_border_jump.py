@@ -4,7 +4,7 @@
         [--scale 4] [--density 16] [--lines 64]
 
 Builds the network of the option file (``model_type`` / ``network_g``) with the weights of
-``--checkpoint`` (else ``path.pretrain_network_g``; EMA weights when the checkpoint has them),
+``--checkpoint`` (else ``path.pretrain_network_g``; the key ``utils/checkpoint.param_key_of`` says),
 makes an LR image by MATLAB-bicubic downscaling of ``--image`` by ``--scale`` (default image:
 Set5 ``baby`` from ``../shared/data`` when present, else scikit-image's bundled astronaut),
 and renders ``--lines`` horizontal lines of queries (rows spread over the image, between pixel
@@ -32,6 +32,7 @@ import torch
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR, registers the archs)
 from gaussiansr_plugin.archs.arch_util import sample_bicubic
 from gaussiansr_plugin.benchmark.methods import MethodSpec, load_method, quiet_basicsr_logger
+from gaussiansr_plugin.render.tiling import QUERY_CHUNK
 from gaussiansr_plugin.utils.image_io import ImageError, read_image
 from gaussiansr_plugin.utils.options import OptionError
 from gaussiansr_plugin.utils.resize import imresize_matlab
@@ -64,7 +65,7 @@ def border_lines(lr_size: Tuple[int, int], scale: float, density: int,
 
 @torch.no_grad()
 def border_steps(render: Renderer, lr_size: Tuple[int, int], scale: float, density: int, lines: int,
-                 chunk: int = 30000) -> Tuple[float, float, float]:
+                 chunk: int = QUERY_CHUNK) -> Tuple[float, float, float]:
     """Mean absolute output step along ``border_lines``: (border pairs, inside pairs, inside pairs
     beside a border)."""
     coord, cell, straddles = border_lines(lr_size, scale, density, lines)

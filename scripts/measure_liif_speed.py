@@ -8,8 +8,9 @@ before it) next to the working tree's LIIF, copies the working tree's weights in
 ``load_state_dict``, so the checkpoint format is checked too) and times, alternating the two
 so that load from other processes hits both alike:
 
-* eval: a random 64x64 image to 256x256 and 512x512 the way ``ArbitraryScaleSRModel.predict``
-  does it (``encode`` once, ``query`` in chunks of 30000, no_grad);
+* eval: a random 64x64 image to 256x256 and 512x512 through ``render/tiling.render_image`` as
+  ``ArbitraryScaleSRModel.predict`` does it (``encode`` once, ``query`` in chunks of
+  ``QUERY_CHUNK``, no_grad);
 * train: one training step (forward, L1 loss, backward, Adam step) at batch 8, 48x48 LR,
   2304 queries per image.
 
@@ -31,11 +32,10 @@ from torch.nn import functional as F
 
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR, registers the archs)
 from gaussiansr_plugin.archs.liif_arch import LIIF
-from gaussiansr_plugin.utils.coord import make_cell, make_coord
+from gaussiansr_plugin.render.tiling import render_image
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHS = 'gaussiansr_plugin/archs'
-QUERY_CHUNK = 30000
 
 
 def load_reference_liif(rev: str) -> type:
@@ -46,7 +46,8 @@ def load_reference_liif(rev: str) -> type:
                               cwd=REPO, check=True, capture_output=True, text=True).stdout
 
     latent = types.ModuleType('reference_latent_util')
-    exec(compile(source('latent_util.py'), f'{rev}:latent_util.py', 'exec'), latent.__dict__)
+    latent_source = source('latent_util.py').replace('from .arch_util', 'from gaussiansr_plugin.archs.arch_util')
+    exec(compile(latent_source, f'{rev}:latent_util.py', 'exec'), latent.__dict__)
     sys.modules[latent.__name__] = latent
     liif_source = (source('liif_arch.py').replace('from .latent_util', 'from reference_latent_util')
                    .replace('from .arch_util', 'from gaussiansr_plugin.archs.arch_util')
@@ -54,16 +55,6 @@ def load_reference_liif(rev: str) -> type:
     module = types.ModuleType('reference_liif_arch')
     exec(compile(liif_source, f'{rev}:liif_arch.py', 'exec'), module.__dict__)
     return module.LIIF
-
-
-def predict(net: torch.nn.Module, lq: torch.Tensor, out_size) -> torch.Tensor:
-    coord = make_coord(out_size)
-    cell = make_cell(out_size, QUERY_CHUNK)
-    with torch.no_grad():
-        state = net.encode(lq)
-        parts = [net.query(state, coord[None, s:s + QUERY_CHUNK], cell[None, :coord[s:s + QUERY_CHUNK].shape[0]])
-                 for s in range(0, coord.shape[0], QUERY_CHUNK)]
-    return torch.cat(parts, dim=1)
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -102,9 +93,9 @@ def main() -> None:
         for net in nets.values():
             net.eval()
         for out_size in [(256, 256), (512, 512)]:
-            diff = (predict(nets['old'], lq, out_size) - predict(nets['new'], lq, out_size)).abs().max()
+            diff = (render_image(nets['old'], lq, out_size) - render_image(nets['new'], lq, out_size)).abs().max()
             print(f'eval 64x64 -> {out_size[0]}x{out_size[1]}: max |old - new| = {diff:.2e}')
-            runs = {name: (lambda net=net, size=out_size: predict(net, lq, size)) for name, net in nets.items()}
+            runs = {name: (lambda net=net, size=out_size: render_image(net, lq, size)) for name, net in nets.items()}
             compare(f'eval 64x64 -> {out_size[0]}x{out_size[1]}', runs, args.repeats, out_size[0] * out_size[1],
                     'output pixel')
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from basicsr.models import build_model
-from gaussiansr_plugin.render.tiling import render
+from gaussiansr_plugin.render.tiling import QUERY_CHUNK, render
 
 LR = (30, 34)  # x2.5 -> (75, 85) exactly, so the tie rows and columns are exact ties
 SIZES = {'x2': (60, 68), 'x2.5': (75, 85), 'x2.5x3': (75, 102)}
@@ -27,7 +27,7 @@ ARCHS = {
 
 def _model(network_g, precision='fp32'):
     opt = dict(model_type='ArbitraryScaleSRModel', num_gpu=0, is_train=False, dist=False, name='m',
-               network_g=network_g, path=dict(), val=dict(query_chunk=30000, mixed_precision=precision))
+               network_g=network_g, path=dict(), val=dict(query_chunk=QUERY_CHUNK, mixed_precision=precision))
     torch.manual_seed(0)
     model = build_model(opt)
     for module in model.net_g.modules():  # every layer matters

@@ -12,7 +12,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import METRIC_REGISTRY, MODEL_REGISTRY
-from ..utils.coord import make_cell, make_coord
+from ..render.tiling import QUERY_CHUNK, render_image
 from ..utils.file_io import atomic_imwrite
 from ..utils.metrics import metric_options, metric_values
 from ..utils.option_rules import POSITIVE_INT, check_value
@@ -34,7 +34,8 @@ class ArbitraryScaleSRModel(SRModel):
     """SRModel for networks called as ``net(lq, coord, cell)`` (see ``archs/arch_util.py``).
 
     Training feeds query batches (lq, coord, cell, gt) from ``ArbitraryScalePairedDataset``.
-    ``test`` runs the encoder once per image and the queries in chunks of ``val.query_chunk``.
+    ``test`` runs the encoder once per image and the queries in chunks of ``val.query_chunk``
+    (``render/tiling.render``, as ``basicsr upscale``).
     Validation evaluates float outputs (clamped to [0, 1], not rounded) with each val set's own
     scale and shave, shards the images over ranks in distributed runs and reports bicubic
     interpolation beside the network.
@@ -61,7 +62,7 @@ class ArbitraryScaleSRModel(SRModel):
         unknown = sorted(set(val_opt) - VAL_KEYS)
         if unknown:
             raise KeyError(f'val.{unknown[0]}: unknown key; allowed: {", ".join(sorted(VAL_KEYS))}')
-        check_value(val_opt.get('query_chunk', 30000), POSITIVE_INT, 'val.query_chunk')
+        check_value(val_opt.get('query_chunk', QUERY_CHUNK), POSITIVE_INT, 'val.query_chunk')
         for section, section_opt in (('train', train_opt), ('val', val_opt)):  # see utils/precision.py
             check_precision(section_opt.get('mixed_precision', 'fp32'), f'{section}.mixed_precision')
         if not isinstance(opt.get('channels_last', False), bool):
@@ -143,28 +144,20 @@ class ArbitraryScaleSRModel(SRModel):
 
     @torch.no_grad()
     def predict(self, lq: torch.Tensor, out_size: Sequence[int], net: Optional[torch.nn.Module] = None) -> torch.Tensor:
-        """Super-resolves ``lq`` (B, 3, h, w) to ``out_size`` (H, W): encoder once, queries in chunks.
+        """Super-resolves ``lq`` (B, 3, h, w) to ``out_size`` (H, W): ``render/tiling.render_image``, the
+        render loop of ``basicsr upscale`` in one tile (encoder once per image, queries in chunks).
 
-        Memory beyond the output image is bounded by ``val.query_chunk`` queries. Precision:
-        ``val.mixed_precision``; fp32 (the default) opens no autocast of its own, so one the
-        caller opened (the benchmark's ``--precision bf16``) governs the whole call.
+        Memory beyond the output image is bounded by ``val.query_chunk`` queries (or one output
+        row). Precision: ``val.mixed_precision``; fp32 (the default) opens no autocast of its own,
+        so one the caller opened (the benchmark's ``--precision bf16``) governs the whole call.
         """
         net = net or self._eval_net()
         was_training = net.training
         net.eval()
-        chunk = (self.opt.get('val') or {}).get('query_chunk', 30000)
-        batch = lq.shape[0]
-        coord = make_coord(out_size, device=lq.device)
-        cell = make_cell(out_size, chunk, device=lq.device)
-        output = lq.new_empty(batch, coord.shape[0], 3)
-        with autocast(lq.device, self.val_precision):
-            state = net.encode(lq)
-            for start in range(0, coord.shape[0], chunk):
-                part = coord[start:start + chunk]
-                output[:, start:start + part.shape[0]] = net.query(
-                    state, part.expand(batch, -1, -1), cell[:part.shape[0]].expand(batch, -1, -1))
+        chunk = (self.opt.get('val') or {}).get('query_chunk', QUERY_CHUNK)
+        output = render_image(net, lq, out_size, chunk, self.val_precision)
         net.train(was_training)
-        return output.permute(0, 2, 1).reshape(batch, 3, *out_size)
+        return output
 
     def test(self) -> None:
         if hasattr(self, 'gt'):

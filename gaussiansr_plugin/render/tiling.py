@@ -1,4 +1,12 @@
-"""Tiled rendering of query-based networks: exact tiles, bounded memory, several sizes per encoder pass.
+"""The render loop of query-based networks, for every caller: encoder once per tile, queries in chunks.
+
+``render`` is the one way from an LR image to output pixels: the model's validation and test
+(``ArbitraryScaleSRModel.predict``: the one-tile case), ``basicsr upscale`` and ``explain``, the
+benchmark's cost probe (through ``predict``) and the scripts. Queries go to the network in
+chunks of whole output rows, about ``chunk`` queries (``QUERY_CHUNK`` unless ``val.query_chunk``
+says otherwise), at least one row.
+
+Tiles: exact tiles, bounded memory, several sizes per encoder pass.
 
 The LR image is cut into tiles (``tile`` LR pixels a side, 0: one tile), each padded by
 ``tile_pad`` LR pixels of context. A tile is encoded once on the device; its queries are run in
@@ -28,6 +36,8 @@ from .receptive_field import receptive_field
 
 # Tile side in LR pixels of the commands (upscale, explain) unless --tile says otherwise.
 DEFAULT_TILE = 256
+# Queries per network call unless ``val.query_chunk`` says otherwise (LIIF's eval batch size).
+QUERY_CHUNK = 30000
 # sink(target index, row0, row1, col0, col1, rgb (row1 - row0, col1 - col0, 3) float in [0, 1] units)
 Sink = Callable[[int, int, int, int, int, torch.Tensor], None]
 
@@ -106,29 +116,33 @@ class Blender:
 
 @torch.no_grad()
 def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], sink: Sink, tile: int = 0,
-           tile_pad: Optional[int] = None, chunk: int = 30000, precision: str = 'fp32',
+           tile_pad: Optional[int] = None, chunk: int = QUERY_CHUNK, precision: str = 'fp32',
            on_tile: Optional[Callable[[], None]] = None) -> int:
     """Renders ``lq`` (1, 3, h, w) in [0, 1] at every (H, W) of ``sizes``, one encoder pass per tile.
 
     Args:
         net: A GaussianSR, LIIF or MetaSR network in eval mode, on its device.
         sink: Receives every output pixel once (see ``Sink``), rows in order within a tile.
-        tile (int): Tile core side in LR pixels; 0: the whole image in one tile.
+        tile (int): Tile core side in LR pixels; 0: the whole image in one tile (no padding, no
+            receptive field needed: any ``ImplicitSRNet``).
         tile_pad (int | None): LR context around each tile; None: the exact receptive field.
             Smaller is approximate and blends the tiles.
-        chunk (int): Queries per network call.
+        chunk (int): Queries per network call, rounded down to whole output rows (at least one).
         precision (str): 'fp32', or 'fp16' / 'bf16' autocast for the network's layers
             (``utils/precision.py``); the archs keep positions and sampling in float32 under it.
         on_tile: Called after each tile (progress).
 
     Returns:
-        int: The tile padding used.
+        int: The tile padding used (0 for one tile).
     """
     param = next(net.parameters())
     device, dtype = param.device, param.dtype  # coordinates in the network's precision (float32 or float64)
     h, w = lq.shape[-2:]
-    exact_pad = receptive_field(net, max(max(h / H, w / W) for H, W in sizes))
-    pad = exact_pad if tile_pad is None else tile_pad
+    if tile <= 0:  # one tile: the whole image is its own context
+        exact_pad = pad = 0
+    else:
+        exact_pad = receptive_field(net, max(max(h / H, w / W) for H, W in sizes))
+        pad = exact_pad if tile_pad is None else tile_pad
     row_spans, col_spans = plan_spans(h, tile, pad), plan_spans(w, tile, pad)
     # Blending bands of pad / 2 on each side of a border, but at most half a core: a position must
     # not lie in the bands of both sides of a tile, or the weights would not sum to 1.
@@ -139,7 +153,8 @@ def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], s
         for cols in col_spans:
             with autocast(device, precision):
                 state = net.encode(lq[..., rows.lo:rows.hi, cols.lo:cols.hi].to(device, dtype))
-            state = net.place(state, (rows.lo, cols.lo), (h, w))
+            if (rows.lo, cols.lo, rows.hi, cols.hi) != (0, 0, h, w):  # a tile: placed in the image
+                state = net.place(state, (rows.lo, cols.lo), (h, w))
             for k, (hr_h, hr_w) in enumerate(sizes):
                 _render_tile(net, state, (rows, cols), (h, w), (hr_h, hr_w), band, chunk, precision,
                              blenders[k].add if band else lambda *a, k=k: sink(k, *a))
@@ -150,6 +165,21 @@ def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], s
             following = row_spans[row_index + 1] if row_index + 1 < len(row_spans) else None
             blender.flush(output_range(following, band, h, sizes[k][0])[0] if following else sizes[k][0])
     return pad
+
+
+@torch.no_grad()
+def render_image(net: nn.Module, lq: torch.Tensor, out_size: Sequence[int], chunk: int = QUERY_CHUNK,
+                 precision: str = 'fp32') -> torch.Tensor:
+    """``render`` of each image of ``lq`` (B, 3, h, w) in one tile at ``out_size`` (H, W); returns
+    (B, 3, H, W) in ``lq``'s type, unclamped. ``ArbitraryScaleSRModel.predict`` and the scripts."""
+    output = lq.new_empty(lq.shape[0], *out_size, 3)
+    for index in range(lq.shape[0]):
+
+        def sink(k: int, r0: int, r1: int, c0: int, c1: int, rgb: torch.Tensor, index: int = index) -> None:
+            output[index, r0:r1, c0:c1] = rgb
+
+        render(net, lq[index:index + 1], [tuple(out_size)], sink, chunk=chunk, precision=precision)
+    return output.permute(0, 3, 1, 2)
 
 
 def _render_tile(net: nn.Module, state: Any, spans: Tuple[Span, Span], lr_size: Tuple[int, int],

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 import gaussiansr_plugin  # noqa: F401  (patches BasicSR, registers our archs)
+from gaussiansr_plugin.render.tiling import QUERY_CHUNK
 from gaussiansr_plugin.utils.checkpoint import ARCH_KEY, arch_options_of, atomic_torch_save, load_weights, read_weights
 from gaussiansr_plugin.utils.command_line import command_parser
 from gaussiansr_plugin.utils.file_io import atomic_write
@@ -35,7 +36,7 @@ def option_file_text(network_g: Dict[str, Any], source: str) -> str:
     """The option file written beside the converted checkpoint (YAML)."""
     opt = dict(name=osp.splitext(osp.basename(source))[0], model_type='ArbitraryScaleSRModel', num_gpu='auto',
                network_g=network_g, path=dict(param_key_g='params', strict_load_g=True),
-               val=dict(query_chunk=30000))
+               val=dict(query_chunk=QUERY_CHUNK))
     stream = io.StringIO()
     yaml.safe_dump(opt, stream, sort_keys=False, default_flow_style=None)
     return f'# Converted by `basicsr prepare convert_official` from {source}\n' + stream.getvalue()

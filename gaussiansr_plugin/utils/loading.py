@@ -19,6 +19,7 @@ import torch
 
 from .. import weights
 from ..archs.arch_util import ImplicitSRNet
+from ..render.tiling import QUERY_CHUNK
 from .checkpoint import find_checkpoint, load_weights, param_key_of, read_weights
 from .command_line import resolve_model_arg
 from .options import build_network, load_option_file
@@ -26,7 +27,6 @@ from .options import build_network, load_option_file
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_OPTIONS = osp.join('options', 'train_gaussiansr_demo.yml')
 DEMO_CHECKPOINT = osp.join('experiments', 'GaussianSR_demo', 'models', 'net_g_latest.pth')
-DEFAULT_QUERY_CHUNK = 30000
 
 
 @dataclass(frozen=True)
@@ -122,9 +122,9 @@ def load_net(model_arg: Optional[str], device: torch.device) -> LoadedNet:
     weights = read_weights(source.checkpoint, param_key=source.param_key)
     load_weights(net, weights, strict=True)
     net.eval().requires_grad_(False).to(device)
-    chunk = (opt.get('val') or {}).get('query_chunk', DEFAULT_QUERY_CHUNK)
+    chunk = (opt.get('val') or {}).get('query_chunk', QUERY_CHUNK)
     return LoadedNet(net, option_file, weights.path, chunk if isinstance(chunk, int) and chunk > 0 else
-                     DEFAULT_QUERY_CHUNK, weights.converted)
+                     QUERY_CHUNK, weights.converted)
 
 
 def choose_device(gpu_id: Optional[int]) -> torch.device:
