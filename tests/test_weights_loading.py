@@ -202,3 +202,24 @@ def test_non_strict_loading_logs_differing_arch_options_and_loads(saved):
         load_weights(net, str(path), strict=False, param_key='params')
     assert _same_weights(net, model.net_g.state_dict())
     assert any('rgb_skip=True, the network has rgb_skip=False' in r.getMessage() for r in records)
+
+
+@pytest.mark.parametrize('param_key_g', [None, 'params', 'params_ema'])
+def test_every_command_loads_the_key_basicsr_test_loads(tmp_path, param_key_g):
+    """One param_key rule (``utils/checkpoint.param_key_of``): upscale/explain (``load_net``) and the
+    benchmark (``load_method``) read the tensors ``basicsr test`` reads with the same option file:
+    ``path.param_key_g``, else ``params`` (BasicSR's SRModel), even when the file has EMA weights."""
+    states = {key: _random_net().state_dict() for key in ('params', 'params_ema')}
+    states['params_ema'] = {k: v + 1 for k, v in states['params_ema'].items()}
+    checkpoint = tmp_path / 'both.pth'
+    torch.save(states, checkpoint)
+    path_opt = dict(pretrain_network_g=str(checkpoint)) if param_key_g is None else \
+        dict(pretrain_network_g=str(checkpoint), param_key_g=param_key_g)
+    option_file = write_yaml(tmp_path / 'both.yml', dict(model_type='ArbitraryScaleSRModel', network_g=NET_OPT,
+                                                         path=path_opt))
+    tested = build_model(dict(model_type='ArbitraryScaleSRModel', num_gpu=0, is_train=False, dist=False, name='t',
+                              network_g=dict(NET_OPT), path=dict(path_opt), val=dict()))  # basicsr test's way
+    expected = states[param_key_g or 'params']
+    assert _same_weights(tested.net_g, expected)
+    assert _same_weights(loading.load_net(str(option_file), CPU).net, expected)
+    assert _same_weights(load_method(parse_model_arg(f'M={option_file}'), CPU).net, expected)
