@@ -108,8 +108,8 @@ def test_upscale_reads_the_official_file_and_writes_the_official_outputs(arch, r
     for (h, w), label in zip(SIZES, sizes):
         written = cv2.imread(str(tmp_path / f'butterflyx4_out_{label}.png'))[:, :, ::-1].astype(np.int16)
         official = _as_8bit(np.load(reference / f'{arch}_out_{h}x{w}.npy'))
-        # upscale nudges positions by 2^-20 of the image side (tiles decide LR borders alike): one
-        # level at most on 8 bits.
+        # The network gets the whole image's coordinates (max |difference| to the official floats
+        # about 6e-8): a value on a .5 may still round either way, one level at most on 8 bits.
         assert written.shape == official.shape and np.abs(written - official).max() <= 1, (arch, label)
 
 
