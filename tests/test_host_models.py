@@ -146,6 +146,11 @@ def test_basicsr_train_of_a_host_model_matches_basicsr_alone(plugin_train, net, 
     assert not all(torch.equal(ours[k], at_2[k]) for k in ours)  # iterations 3 and 4 did train
     state = torch.load(exp / 'training_states' / '4.state', weights_only=False)
     assert state['iter'] == 4 and 'rng_states' in state  # our exact-resume record, for host models too
+    # BasicSR's keys, and beside them only that record (EDSR has no arch options to save).
+    bare_exp = root / 'bare' / 'experiments' / name
+    assert set(torch.load(exp / 'models' / 'net_g_4.pth', weights_only=True)) == set(
+        torch.load(bare_exp / 'models' / 'net_g_4.pth', weights_only=True))
+    assert set(state) == set(torch.load(bare_exp / 'training_states' / '4.state', weights_only=False)) | {'rng_states'}
 
 
 def test_benchmark_evaluates_the_trained_edsr_as_its_own_validation(paired, plugin_train, tmp_path):

@@ -11,7 +11,7 @@ import torch
 
 from gaussiansr_plugin.tools import make_benchmark_lr
 from gaussiansr_plugin.utils.resume import capture_rng_states, restore_rng_states
-from helpers import tiny_train_options, write_smooth_images, write_yaml
+from helpers import build_tiny_train_model, tiny_train_options, write_smooth_images, write_yaml
 from job_control import BIN, FAULT_LAUNCHER, fault_env, kill_job, run_job, torchrun, wait_until_stopped
 from test_host_models import host_options
 
@@ -29,6 +29,26 @@ def test_rng_states_round_trip_through_a_saved_file(tmp_path):
     assert torch.equal(torch.rand(3), expected[0])
     assert np.array_equal(np.random.rand(3), expected[1])
     assert random.random() == expected[2]
+
+
+def test_the_models_save_writes_basicsr_training_state_with_the_rng_states(tmp_path):
+    """``model.save`` writes BasicSR's training state plus ``rng_states`` (one entry per rank)
+    that restore this process's RNGs, through torch's own ``save`` (BasicSR's torch is not
+    swapped), and no state for the final save (iteration -1), as BasicSR."""
+    from basicsr.models import base_model
+    assert base_model.torch is torch
+    model = build_tiny_train_model(tmp_path, 'state')
+    torch.manual_seed(4)
+    model.save(epoch=1, current_iter=3)
+    expected = torch.rand(3)
+    state = torch.load(tmp_path / '3.state', weights_only=False)
+    assert list(state) == ['epoch', 'iter', 'optimizers', 'schedulers', 'rng_states']
+    assert (state['epoch'], state['iter'], len(state['optimizers']), len(state['schedulers'])) == (1, 3, 1, 1)
+    assert len(state['rng_states']) == 1
+    restore_rng_states(state['rng_states'][0])
+    assert torch.equal(torch.rand(3), expected)
+    model.save(epoch=-1, current_iter=-1)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ['3.state', 'net_g_3.pth', 'net_g_latest.pth']
 
 
 def _losses(log: str):

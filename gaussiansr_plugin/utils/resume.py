@@ -20,8 +20,8 @@ import torch
 
 from . import sample_keys
 
-# Where the resumed run picks up: set by ``remember_resume_point`` when the training state is
-# loaded, consumed by ``continue_epoch`` when the train sampler starts that epoch.
+# Where the resumed run picks up: set by ``remember_resume_point`` when the model takes up the
+# loaded training state, consumed by ``continue_epoch`` when the train sampler starts that epoch.
 _resume_point: Dict[str, Any] = {}
 
 
