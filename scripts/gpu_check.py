@@ -12,7 +12,7 @@ file in the results folder; a failed step is reported and the next one runs all 
   after the checkpoint of iteration 100 and resumed.
 * ``benchmark``: ``gpu_check_bench``: ``basicsr benchmark`` cost only for GaussianSR, LIIF and
   MetaSR (paper Table 3 protocol, 256² -> 1024² frames/s and peak memory, fp32 and bf16 (one
-  bf16 autocast around each call: convolutions and decoder layers in bf16, coordinates, sampling
+  bf16 autocast per call: convolutions and decoder layers in bf16, coordinates, sampling
   and the colour output in fp32), training iterations/s at batch 16).
 
 Results folder (``$OUT`` when set, else ``--out``; at most 8 files, as a device run returns):

@@ -1,8 +1,8 @@
 """The benchmark step of scripts/gpu_check.py: ``basicsr benchmark`` cost only, two runs.
 
 * Table 3 of the paper: a 64² input to 128², 256², 384², the mean of 100 runs after 10 warm-up
-  runs, fp32 and bf16 (one ``torch.autocast(bfloat16)`` around each call, which no model switches
-  off: convolutions and decoder layers in bf16; coordinates, sampling and the colour output in
+  runs, fp32 and bf16 (one ``torch.autocast(bfloat16)`` per call, opened where the network runs:
+  convolutions and decoder layers in bf16; coordinates, sampling and the colour output in
   fp32), extra peak memory, and training iterations/s at batch 16 (48² LR patches, 2304 queries
   per sample, fp32);
 * a 256² input to 1024² (x4), as frames per second (1000 / mean latency of 10 runs after 3

@@ -169,12 +169,14 @@ def test_cost_at_each_precision_with_the_mean_latency(tmp_path):
     assert '| Extra peak memory' not in table and 'mean of 2 runs' in table
 
 
+@pytest.mark.parametrize('option_precision', ['fp32', 'bf16'])
 @pytest.mark.parametrize('precision', ['fp32', 'bf16'])
-def test_the_measured_call_runs_the_decoders_at_the_precision_asked(tmp_path, device, precision):
-    # --precision bf16 wraps each timed call (cost.measure_latency) and each memory probe in one
-    # bf16 autocast; the query archs' predict used to open an fp32 autocast of its own inside it,
-    # which switched it off: their decoders ran in fp32 while the row said bf16.
-    if precision == 'bf16' and device.type == 'cuda' and not torch.cuda.is_bf16_supported():
+def test_the_measured_call_runs_the_decoders_at_the_precision_asked(tmp_path, device, precision, option_precision):
+    # The query archs' predict used to open an fp32 autocast of its own inside the benchmark's
+    # bf16 one, which switched it off: their decoders ran in fp32 while the row said bf16. Now the
+    # precision asked is passed down to the one autocast (utils/precision.py), whatever the option
+    # file's val.mixed_precision says (an option-file bf16 used to win over --precision fp32).
+    if 'bf16' in (precision, option_precision) and device.type == 'cuda' and not torch.cuda.is_bf16_supported():
         pytest.skip('no bf16 on this GPU')
     expected = {'fp32': torch.float32, 'bf16': torch.bfloat16}[precision]
     decoders = {'GaussianSR': dict(TINY_GAUSSIANSR), 'LIIF': dict(num_feat=8, num_block=1, hidden_list=[16, 16]),
@@ -182,7 +184,7 @@ def test_the_measured_call_runs_the_decoders_at_the_precision_asked(tmp_path, de
     for name, net_opt in decoders.items():
         option_file = write_yaml(tmp_path / f'{name}.yml', dict(
             name=name, model_type='ArbitraryScaleSRModel', num_gpu=0, network_g=dict(type=name, **net_opt), path={},
-            val=dict(query_chunk=100)))
+            val=dict(query_chunk=100, mixed_precision=option_precision)))
         method = load_method(parse_model_arg(f'{name}={option_file}'), device)
         mlp = getattr(method.net, 'decoder', None) or method.net.imnet
         ran = {}  # Linear layer -> dtypes of its outputs

@@ -36,6 +36,16 @@ def test_kernel_choices_are_the_same_in_tiles():
     assert np.array_equal(whole.labels, expected) and whole.counts.sum() == 23 * 19
 
 
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+def test_kernel_choices_run_at_the_precision_asked(precision):
+    torch.manual_seed(0)
+    net = GaussianSR(**SMALL_GAUSSIANSR).eval()
+    ran = set()
+    net.classifier.register_forward_hook(lambda module, args, out: ran.add(out.dtype))
+    stats = kernel_stats(net, torch.rand(1, 3, 12, 10), tile=0, precision=precision)
+    assert ran == {dict(fp32=torch.float32, bf16=torch.bfloat16)[precision]} and stats.counts.sum() == 12 * 10
+
+
 def test_explain_refuses_a_network_without_gaussians(tmp_path, capsys):
     model_arg = write_model(tmp_path / 'model', dict(type='LIIF', **SMALL))
     image = tmp_path / 'a.png'

@@ -101,8 +101,9 @@ def test_test_command_reads_the_official_file_and_writes_the_official_output(ref
 def test_upscale_reads_the_official_file_and_writes_the_official_outputs(arch, reference, lr_path, tmp_path, capsys):
     checkpoint = reference / f'{arch}_official_format.pth'
     sizes = [f'{w}x{h}' for h, w in SIZES]
+    # --fp32: the official outputs are float32 ones (the command's default may be bf16, see utils/precision.py)
     status = upscale.main(['-i', str(lr_path), '-o', str(tmp_path), '--model', f'{OPTION_FILES[arch]}:{checkpoint}',
-                           '--size', *sizes])
+                           '--size', *sizes, '--fp32'])
     out = capsys.readouterr().out
     assert status == 0 and f'from {checkpoint}, converted from the official {arch} layout' in out
     for (h, w), label in zip(SIZES, sizes):

@@ -87,8 +87,8 @@ def parse_args(argv: Optional[List[str]], prog: str = 'basicsr benchmark') -> ar
     speed.add_argument('--latency-stat', choices=('median', 'mean'), default='median',
                        help='latency reported: median (default) or mean (the paper\'s Table 3) of the timed runs')
     speed.add_argument('--precision', nargs='+', choices=('fp32', 'bf16'), default=['fp32'],
-                       help='inference precision(s) of latency and memory; bf16: torch.autocast(bfloat16) around '
-                       'each call (default: fp32)')
+                       help='inference precision(s) of latency and memory; bf16: the network\'s layers under '
+                       'torch.autocast(bfloat16) (default: fp32)')
     speed.add_argument('--no-memory', action='store_true',
                        help='skip extra peak memory (on the CPU: one process per method, size and precision)')
     speed.add_argument('--probe-jobs', type=int, default=1, help='CPU memory probe processes at once (default: 1)')

@@ -4,10 +4,9 @@ Latency: one LR input of ``lq_size``² (``methods.probe_input``) super-resolved 
 size with ``Method.upscale`` (encoder + all query chunks + assembling the image); ``warmup``
 untimed calls, then the median (or mean: ``--latency-stat``) of ``repeats`` timed calls,
 interleaved across methods (CUDA synchronized before reading the clock). Latency and memory are
-measured at each ``--precision``: ``bf16`` runs every call under one ``torch.autocast(bfloat16)``,
-which the models leave in force (``utils/precision.py``): convolutions and the decoders' linear
-layers in bfloat16, what the archs keep in float32 (coordinates, sampling, the colour output) in
-float32.
+measured at each ``--precision``, which ``Method.upscale`` passes down to the one place that opens
+the autocast (``utils/precision.py``): for ``bf16`` convolutions and the decoders' linear layers
+in bfloat16, what the archs keep in float32 (coordinates, sampling, the colour output) in float32.
 
 Extra peak memory of one such call: see ``memory``.
 
@@ -28,7 +27,6 @@ import torch
 from gaussiansr_plugin.benchmark import memory
 from gaussiansr_plugin.benchmark.methods import Method, MethodSpec, build_train_model, probe_input
 from gaussiansr_plugin.utils.coord import make_cell, make_coord
-from gaussiansr_plugin.utils.precision import autocast
 
 CPU_MEMORY_MEASURE = ('fresh process: peak RSS (VmHWM) - RSS after build + warm-up, less file-backed RSS growth, '
                       'MALLOC_MMAP_THRESHOLD_=131072')
@@ -51,24 +49,23 @@ def output_size(method: Method, lq_size: int, size: int) -> Optional[int]:
 def measure_latency(methods: Sequence[Method], size: int, lq_size: int, device: torch.device, warmup: int,
                     repeats: int, precision: str = 'fp32', stat: str = 'median') -> List[float]:
     """Median (``stat``: or mean) wall time (ms) of each method's ``upscale`` from ``lq_size``²
-    to ``size``², at ``precision`` (``utils.precision.autocast``).
+    to ``size``², at ``precision`` (``Method.upscale``).
 
     The timed calls are interleaved (one call of every method per round), so that a change of
     background load affects every method alike instead of whichever was being timed.
     """
     lq = probe_input(lq_size, device)
-    with autocast(device, precision):
-        for method in methods:
-            for _ in range(warmup):
-                method.upscale(lq, (size, size))
-        _sync(device)
-        times: List[List[float]] = [[] for _ in methods]
-        for _ in range(repeats):
-            for method, method_times in zip(methods, times):
-                start = time.perf_counter()
-                method.upscale(lq, (size, size))
-                _sync(device)
-                method_times.append(time.perf_counter() - start)
+    for method in methods:
+        for _ in range(warmup):
+            method.upscale(lq, (size, size), precision)
+    _sync(device)
+    times: List[List[float]] = [[] for _ in methods]
+    for _ in range(repeats):
+        for method, method_times in zip(methods, times):
+            start = time.perf_counter()
+            method.upscale(lq, (size, size), precision)
+            _sync(device)
+            method_times.append(time.perf_counter() - start)
     average = statistics.mean if stat == 'mean' else statistics.median
     return [1000 * average(t) for t in times]
 

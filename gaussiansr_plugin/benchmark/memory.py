@@ -27,7 +27,6 @@ import torch
 
 from gaussiansr_plugin.benchmark.methods import (Method, MethodSpec, load_method, parse_model_arg,
                                                  probe_input, quiet_basicsr_logger)
-from gaussiansr_plugin.utils.precision import autocast
 
 PROBE_MODULE = 'gaussiansr_plugin.benchmark.memory'
 PROBE_LQ_SIZE = 8  # the tiny warm-up before a memory probe
@@ -72,20 +71,15 @@ def _peak_rss_kib() -> int:
 @torch.no_grad()
 def probe_cpu_memory(method: Method, size: int, lq_size: int, precision: str = 'fp32') -> Dict[str, object]:
     """In this (fresh) process: the extra peak RSS of one call, see the module docstring."""
-    with autocast(torch.device('cpu'), precision):
-        return _probe_cpu_memory(method, size, lq_size)
-
-
-def _probe_cpu_memory(method: Method, size: int, lq_size: int) -> Dict[str, object]:
     scale = size / lq_size
-    method.upscale(probe_input(PROBE_LQ_SIZE, torch.device('cpu')), (round(PROBE_LQ_SIZE * scale), ) * 2)
+    method.upscale(probe_input(PROBE_LQ_SIZE, torch.device('cpu')), (round(PROBE_LQ_SIZE * scale), ) * 2, precision)
     lq = probe_input(lq_size, torch.device('cpu'))
     file_before = _status_kib('RssFile')
     reset = _reset_peak_rss()
     baseline = _status_kib('VmRSS')
     if baseline is None:  # no /proc: the peak so far is the best available baseline
         baseline = _peak_rss_kib()
-    method.upscale(lq, (size, size))
+    method.upscale(lq, (size, size), precision)
     peak = _peak_rss_kib()
     file_after = _status_kib('RssFile')
     # Library pages mapped back in by the call (the kernel may have dropped cold ones) are not
@@ -105,8 +99,7 @@ def measure_cuda_memory(method: Method, size: int, lq_size: int, device: torch.d
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
-    with autocast(device, precision):
-        method.upscale(lq, (size, size))
+    method.upscale(lq, (size, size), precision)
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device)
     return {'extra_mib': (peak - before) / 1024**2, 'peak_allocated_mib': peak / 1024**2}

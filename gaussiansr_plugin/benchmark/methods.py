@@ -30,6 +30,7 @@ from gaussiansr_plugin.utils.checkpoint import CONVERSION_LOGGER
 from gaussiansr_plugin.utils.command_line import resolve_model_arg
 from gaussiansr_plugin.utils.loading import model_source
 from gaussiansr_plugin.utils.options import OptionError
+from gaussiansr_plugin.utils.precision import autocast
 from gaussiansr_plugin.utils.resize import imresize_matlab
 
 BICUBIC = 'Bicubic'
@@ -83,8 +84,9 @@ class Method:
     def supports(self, scale: float) -> bool:
         return self.scale is None or math.isclose(self.scale, scale)
 
-    def upscale(self, lq: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
-        """Super-resolves ``lq`` (B, 3, h, w) in [0, 1] to (B, 3, *out_size), unclamped."""
+    def upscale(self, lq: torch.Tensor, out_size: Sequence[int], precision: str = 'fp32') -> torch.Tensor:
+        """Super-resolves ``lq`` (B, 3, h, w) in [0, 1] to (B, 3, *out_size), unclamped, the
+        network at ``precision`` (``utils/precision.py``; the method opens the one autocast)."""
         raise NotImplementedError
 
 
@@ -94,8 +96,8 @@ class BicubicMethod(Method):
     def __init__(self) -> None:
         self.name = BICUBIC
 
-    def upscale(self, lq: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
-        return imresize_matlab(lq, tuple(out_size))
+    def upscale(self, lq: torch.Tensor, out_size: Sequence[int], precision: str = 'fp32') -> torch.Tensor:
+        return imresize_matlab(lq, tuple(out_size))  # float32 at every precision: no network
 
 
 class ModelMethod(Method):
@@ -114,12 +116,13 @@ class ModelMethod(Method):
     def net(self) -> torch.nn.Module:
         return self.model.get_bare_model(self.model.net_g)
 
-    def upscale(self, lq: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
+    def upscale(self, lq: torch.Tensor, out_size: Sequence[int], precision: str = 'fp32') -> torch.Tensor:
         if self.arbitrary:
-            return self.model.predict(lq, tuple(out_size))
+            return self.model.predict(lq, tuple(out_size), precision=precision)
         self.model.feed_data({'lq': lq})
-        self.model.test()
-        output = self.model.output
+        with autocast(lq.device, precision):  # BasicSR's test() opens none of its own
+            self.model.test()
+        output = self.model.output.to(lq.dtype)
         del self.model.lq, self.model.output  # do not keep the last image alive between calls
         if tuple(output.shape[-2:]) != tuple(out_size):
             raise ValueError(f'{self.name}: a x{self.scale:g} model gave {tuple(output.shape[-2:])} for an LR of '

@@ -121,7 +121,7 @@ def build_notes(args: argparse.Namespace, device: torch.device, threads: int, se
         notes.append(f'Latency: {args.latency_stat} of {args.repeats} runs after {args.warmup} warm-up, the methods '
                      f'taking turns run by run; encoder + all query chunks from a {args.lq_size}x{args.lq_size} input; '
                      'fixed-scale models only at their own output size.'
-                     + (' bf16: one torch.autocast(bfloat16) around each call, which no model switches off: '
+                     + (' bf16: one torch.autocast(bfloat16) per call, opened where the network runs: '
                         'convolutions and decoder layers in bf16; coordinates, sampling and the query archs\' '
                         'colour output in fp32; fp32 weights.'
                         if 'bf16' in args.precision else ''))

@@ -1,6 +1,7 @@
 """``basicsr explain``: see a GaussianSR network's Gaussians (paper Fig. 6-8), as PNGs or in TensorBoard.
 
-    basicsr explain [--model NAME | OPTION_FILE:CHECKPOINT] -i IMAGE -o DIR [--tile 256] [-g ID] [--quiet]
+    basicsr explain [--model NAME | OPTION_FILE:CHECKPOINT] -i IMAGE -o DIR [--tile 256] [--precision fp32]
+                    [-g ID] [--quiet]
 
 Writes ``DIR/NAME_bank_kernels.png`` (the bank's kernels as ellipses with σx, σy, ρ, opacity),
 ``NAME_bank_histograms.png`` (their histograms over the bank and as selected over the image),
@@ -21,6 +22,7 @@ from ..render.tiling import DEFAULT_TILE
 from ..utils.file_io import atomic_imwrite
 from ..utils.folders import check_output_folder
 from ..utils.loading import choose_device, load_net
+from ..utils.precision import SERVING_CHOICES, serving_precision
 from ..visual.figures import FIGURE_SIZES, KernelStats, draw_all
 from ..visual.kernels import has_gaussians, kernel_stats
 from .command import OneLineParser, non_negative_int, run_reporting_errors
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                         'weights (default: as basicsr upscale)')
     parser.add_argument('--tile', type=non_negative_int, default=DEFAULT_TILE,
                         help=f'tile side in input pixels, 0 for none (default {DEFAULT_TILE})')
+    parser.add_argument('--precision', choices=SERVING_CHOICES, default='fp32',
+                        help='encoder precision (default fp32; auto: as basicsr upscale, bf16 where native)')
     parser.add_argument('-g', '--gpu-id', type=int, default=None, help='CUDA device (default 0 when CUDA is present)')
     parser.add_argument('--quiet', action='store_true', help='only the summary line')
     return parser
@@ -53,13 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     image = read_input(args.input)
     check_output_folder(args.output, overwrite=True)
-    loaded = load_net(args.model, choose_device(args.gpu_id))
+    device = choose_device(args.gpu_id)
+    precision = serving_precision(device, args.precision)
+    loaded = load_net(args.model, device)
     if not has_gaussians(loaded.net):
         raise ValueError(f'{loaded.option_file}: explain needs a GaussianSR with Gaussians (num_gs_feat > 0), '
                          f'not {type(loaded.net).__name__}')
     if not args.quiet:
         print(f'Model: {loaded.description} ({loaded.option_file})', flush=True)
-    stats = kernel_stats(loaded.net, image.tensor(), args.tile)
+    stats = kernel_stats(loaded.net, image.tensor(), args.tile, precision)
     paths = write_figures(stats, args.output, osp.splitext(osp.basename(args.input))[0])
     if not args.quiet:
         for name, path in paths.items():

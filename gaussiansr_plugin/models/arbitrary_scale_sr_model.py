@@ -143,19 +143,20 @@ class ArbitraryScaleSRModel(SRModel):
         return self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
 
     @torch.no_grad()
-    def predict(self, lq: torch.Tensor, out_size: Sequence[int], net: Optional[torch.nn.Module] = None) -> torch.Tensor:
+    def predict(self, lq: torch.Tensor, out_size: Sequence[int], net: Optional[torch.nn.Module] = None,
+                precision: Optional[str] = None) -> torch.Tensor:
         """Super-resolves ``lq`` (B, 3, h, w) to ``out_size`` (H, W): ``render/tiling.render_image``, the
         render loop of ``basicsr upscale`` in one tile (encoder once per image, queries in chunks).
 
         Memory beyond the output image is bounded by ``val.query_chunk`` queries (or one output
-        row). Precision: ``val.mixed_precision``; fp32 (the default) opens no autocast of its own,
-        so one the caller opened (the benchmark's ``--precision bf16``) governs the whole call.
+        row). Precision: ``precision`` when the caller decides it (the benchmark's ``--precision``),
+        else ``val.mixed_precision`` (``utils/precision.py``).
         """
         net = net or self._eval_net()
         was_training = net.training
         net.eval()
         chunk = (self.opt.get('val') or {}).get('query_chunk', QUERY_CHUNK)
-        output = render_image(net, lq, out_size, chunk, self.val_precision)
+        output = render_image(net, lq, out_size, chunk, precision or self.val_precision)
         net.train(was_training)
         return output
 

@@ -9,10 +9,17 @@ fp16 training scales the loss with a ``GradScaler`` (bf16 has float32's range an
 Meant for CUDA (tensor cores); on the CPU it runs when asked, at whatever speed the CPU's
 half-precision support gives.
 
-One precision per measured or served call, decided by whoever makes the call: ``autocast`` opens
-no context for ``fp32``, so a model's own fp32 (``val.mixed_precision`` unset) leaves an autocast
-its caller opened in force, e.g. ``basicsr benchmark --precision bf16`` (a disabled
-``torch.autocast`` would have switched it off for the query archs, and only for them).
+Serving (``basicsr test``, ``upscale``, ``explain``, the benchmark): one precision per call, passed
+down to the one place that opens the autocast (``render/tiling.render`` for the query archs,
+the benchmark's ``ModelMethod`` for BasicSR's fixed-scale networks); nobody wraps a call in an
+autocast of their own, so no inner context can switch an outer one off. ``serving_precision``
+decides what ``auto`` means on a device: bf16 where the device computes in bfloat16 natively
+(CUDA with bf16 support; a CPU with AVX512-BF16 or AMX), fp16 on other CUDA devices, else fp32.
+``basicsr upscale`` serves ``auto`` by default (what bf16 changes and gains: docs/COMPARE.md,
+measured with ``scripts/measure_bf16.py`` and ``basicsr benchmark --precision fp32 bf16``);
+``basicsr test``, validation, ``explain`` and the benchmark's quality tables stay fp32 unless asked.
+``autocast`` opens no context for ``fp32`` (a disabled ``torch.autocast`` would switch off one
+that a caller opened).
 """
 import contextlib
 from typing import Any, ContextManager, Dict
@@ -20,6 +27,10 @@ from typing import Any, ContextManager, Dict
 import torch
 
 PRECISIONS: Dict[str, Any] = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+# How the commands name a precision to the user.
+PRECISION_NAMES = {'fp32': 'float32', 'bf16': 'bfloat16 autocast', 'fp16': 'float16 autocast'}
+# What a serving command's --precision accepts: a precision, or auto (see serving_precision).
+SERVING_CHOICES = ('auto', *PRECISIONS)
 
 
 def check_precision(value: Any, key: str) -> None:
@@ -40,3 +51,31 @@ def autocast(device: torch.device, precision: str) -> ContextManager[Any]:
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """A loss scaler that is active for fp16 only (a pass-through otherwise)."""
     return torch.amp.GradScaler(device.type, enabled=precision == 'fp16')
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 matrix products natively (fast), not by emulation."""
+    if device.type == 'cuda':
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == 'cpu':
+        probes = ('_is_avx512_bf16_supported', '_is_amx_tile_supported')  # private, hence guarded
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return False
+
+
+def serving_precision(device: torch.device, requested: str = 'auto') -> str:
+    """The precision a served call runs at on ``device``: ``requested``, or for ``auto`` bf16 where
+    the device has native bfloat16, fp16 on other CUDA devices, fp32 otherwise.
+
+    Raises:
+        ValueError: ``requested`` is unknown, or bf16 / fp16 on a device that cannot run it.
+    """
+    if requested not in SERVING_CHOICES:
+        raise ValueError(f'--precision must be one of {list(SERVING_CHOICES)}, got {requested!r}')
+    if requested == 'auto':
+        if has_native_bf16(device):
+            return 'bf16'
+        return 'fp16' if device.type == 'cuda' else 'fp32'
+    if requested == 'bf16' and device.type == 'cuda' and not torch.cuda.is_bf16_supported():
+        raise ValueError(f'--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or fp32')
+    return requested

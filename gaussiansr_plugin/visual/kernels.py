@@ -12,6 +12,7 @@ import torch
 from ..archs.arch_util import conv_reach, encoder_reach
 from ..archs.gaussiansr_arch import GaussianSR
 from ..render.tiling import DEFAULT_TILE, tiled_lr_map
+from ..utils.precision import autocast
 from .figures import KernelStats, draw_all
 
 
@@ -21,14 +22,19 @@ def has_gaussians(net: torch.nn.Module) -> bool:
 
 
 @torch.no_grad()
-def kernel_stats(net: GaussianSR, lq: torch.Tensor, tile: int = DEFAULT_TILE) -> KernelStats:
-    """The bank and the kernel the classifier selects at every LR pixel of ``lq`` (1, 3, h, w) in [0, 1]."""
+def kernel_stats(net: GaussianSR, lq: torch.Tensor, tile: int = DEFAULT_TILE, precision: str = 'fp32') -> KernelStats:
+    """The bank and the kernel the classifier selects at every LR pixel of ``lq`` (1, 3, h, w) in [0, 1],
+    the encoder and the classifier at ``precision`` (``utils/precision.py``)."""
     was_training = net.training
     net.eval()
     param = next(net.parameters())
     pad = encoder_reach(net.encoder) + conv_reach(net.classifier)
-    labels = tiled_lr_map(lq.to(param.dtype), lambda x: net.classifier(net.encoder(x)).argmax(1, keepdim=True),
-                          pad, tile, param.device)
+
+    def select(x: torch.Tensor) -> torch.Tensor:
+        with autocast(param.device, precision):
+            return net.classifier(net.encoder(x)).argmax(1, keepdim=True)
+
+    labels = tiled_lr_map(lq.to(param.dtype), select, pad, tile, param.device)
     bank = net.bank().double().cpu().numpy()
     net.train(was_training)
     image = lq[0].permute(1, 2, 0).clamp(0, 1).double().cpu().numpy()
