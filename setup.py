@@ -26,6 +26,9 @@ setup(
         'matplotlib',  # basicsr explain and the validation figures
         'tqdm',  # progress bars (validation, tools)
     ],
-    extras_require={'test': ['pytest']},
+    # onnx: basicsr export and basicsr upscale --model EXPORT_DIR (tested with onnx 1.23.2,
+    # onnxruntime 1.32.0, onnxscript 0.7.2, which torch's dynamo exporter needs).
+    extras_require={'onnx': ['onnx', 'onnxruntime', 'onnxscript'],
+                    'test': ['pytest', 'onnx', 'onnxruntime', 'onnxscript']},
     entry_points={'console_scripts': ['basicsr = gaussiansr_plugin.cli:main']},
 )

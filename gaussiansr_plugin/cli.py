@@ -8,6 +8,7 @@
     basicsr benchmark --model NAME=OPTION_FILE[:CHECKPOINT] ... --sets SET=DIR ...  (docs/COMPARE.md)
     basicsr upscale -i IMAGE_OR_DIR -o DIR [-s 2 3 4] [--size WxH] [--model OPTION_FILE:CHECKPOINT] ...
     basicsr explain [--model OPTION_FILE:CHECKPOINT] -i IMAGE -o DIR  (figures of the Gaussians)
+    basicsr export [--model OPTION_FILE:CHECKPOINT] -o DIR  (ONNX graphs; upscale --model DIR runs them)
 
 Every flag except ``--root`` goes to BasicSR's ``parse_options`` unchanged. Outputs
 (``experiments/``, ``tb_logger/``, ``results/``) go under ``--root`` (default: the current
@@ -61,7 +62,7 @@ def _init_dist(args: List[str], opt: dict) -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ('train', 'test', 'prepare', 'benchmark', 'upscale', 'explain'):
+    if not argv or argv[0] not in ('train', 'test', 'prepare', 'benchmark', 'upscale', 'explain', 'export'):
         print(USAGE, file=sys.stderr)
         sys.exit(0 if argv and argv[0] in ('-h', '--help') else 2)
     command, rest = argv[0], argv[1:]
@@ -70,6 +71,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     if command in ('upscale', 'explain'):
         import importlib
         sys.exit(importlib.import_module(f'gaussiansr_plugin.inference.{command}').main(rest))
+    if command == 'export':
+        from gaussiansr_plugin.export.onnx_export import main as export_main
+        sys.exit(export_main(rest))
     if command == 'benchmark':
         from gaussiansr_plugin.benchmark.cli import main as benchmark_main
         sys.exit(benchmark_main(rest))

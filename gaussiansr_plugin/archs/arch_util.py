@@ -42,27 +42,50 @@ class Placement:
     Attributes:
         origin: (row, col) of the map's first pixel in the image.
         image_size: (h, w) of the image; None: the map is the whole image.
+
+    In an exported query graph (``export/onnx_export.py``) both are int64 tensors, the graph's
+    ``placement`` input, so that one graph serves every tile.
     """
     origin: Tuple[int, int] = (0, 0)
     image_size: Optional[Tuple[int, int]] = None
 
-    def size(self, map_size: Sequence[int]) -> Tuple[int, int]:
+    def size(self, map_size: Sequence[int]) -> Sequence[int]:
         """The LR size the query coordinates are normalized by."""
-        return tuple(self.image_size) if self.image_size is not None else tuple(map_size)
+        if self.image_size is None:
+            return tuple(map_size)
+        return self.image_size if torch.is_tensor(self.image_size) else tuple(self.image_size)
 
     def to_map(self, index: torch.Tensor) -> torch.Tensor:
         """Image pixel indices (..., 2) -> indices in the map."""
         if self.image_size is None:
             return index
-        return index - torch.tensor(self.origin, dtype=index.dtype, device=index.device)
+        return index - size_tensor(self.origin, index)
 
     def map_coord(self, coord: torch.Tensor, map_size: Sequence[int]) -> torch.Tensor:
         """Image-normalized coordinates -> the map's normalized coordinates (for ``grid_sample``)."""
-        if self.image_size is None or (tuple(self.origin) == (0, 0) and tuple(self.image_size) == tuple(map_size)):
+        if self.image_size is None:
+            return coord
+        traced = torch.is_tensor(self.image_size)  # an exported graph's input (export/onnx_export.py)
+        if not traced and tuple(self.origin) == (0, 0) and tuple(self.image_size) == tuple(map_size):
             return coord  # the map is the image: the same numbers, not a round trip
-        image = coord.new_tensor(self.image_size)
-        origin = coord.new_tensor(self.origin)
-        return ((coord + 1) / 2 * image - origin) * 2 / coord.new_tensor(tuple(map_size)) - 1
+        image, origin = size_tensor(self.image_size, coord), size_tensor(self.origin, coord)
+        size = size_tensor(map_size, coord)
+        mapped = ((coord + 1) / 2 * image - origin) * 2 / size - 1
+        if traced:  # the same decision as above, taken in the graph
+            return torch.where((origin == 0).all() & (image == size).all(), coord, mapped)
+        return mapped
+
+
+def size_tensor(values: Any, like: torch.Tensor) -> torch.Tensor:
+    """An LR size or position, (row, col), as a tensor of ``like``'s dtype and device.
+
+    ``values``: Python ints, the symbolic sizes of a graph being exported (``torch.tensor``
+    keeps them symbolic, ``Tensor.new_tensor`` would fix them at the example's values) or a
+    tensor (an exported graph's input, ``Placement`` of a tile). The same numbers either way.
+    """
+    if torch.is_tensor(values):
+        return values.to(device=like.device, dtype=like.dtype)
+    return torch.tensor(tuple(values), dtype=like.dtype, device=like.device)
 
 
 def nearest_latent(coord: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
@@ -72,7 +95,7 @@ def nearest_latent(coord: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
     rounds half to even instead, which is why its callers shift the point by ``EPS_SHIFT`` first:
     then no query lies on a border, and both pick the same pixel.
     """
-    size = coord.new_tensor(lr_size)
+    size = size_tensor(lr_size, coord)
     index = torch.floor((coord + 1) / 2 * size).long()
     return torch.minimum(index.clamp(min=0), (size.long() - 1))
 
@@ -289,8 +312,7 @@ def sample_bicubic(feat: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
 
 def coord_to_lr_pixels(coord: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
     """Maps normalized (row, col) coordinates to LR pixel units, where LR pixel centres are integers."""
-    size = torch.tensor(lr_size, dtype=coord.dtype, device=coord.device)
-    return (coord + 1) / 2 * size - 0.5
+    return (coord + 1) / 2 * size_tensor(lr_size, coord) - 0.5
 
 
 # Frequencies (cycles per LR pixel) of the 'fourier' position encoding (ours): the first

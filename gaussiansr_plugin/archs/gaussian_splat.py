@@ -212,8 +212,22 @@ def splat_query(table: SplatTable, coord: torch.Tensor, chunk: int = SPLAT_CHUNK
         Tensor: (B, Q, C) splatted feature, in the table's precision (float32 under autocast).
     """
     with full_precision(coord.device):
-        out = _WindowSum.apply(table.amplitude, table.exponent, _Windows(table, coord), chunk)
+        windows = _Windows(table, coord)
+        if torch.compiler.is_exporting():
+            out = _window_sum_graph(table.amplitude, table.exponent, windows)
+        else:
+            out = _WindowSum.apply(table.amplitude, table.exponent, windows, chunk)
     return out.view(table.batch, -1, table.channels)
+
+
+def _window_sum_graph(amplitude: torch.Tensor, exponent: torch.Tensor, windows: _Windows) -> torch.Tensor:
+    """``_WindowSum``'s forward as one block of ops every graph format has, for an exported graph
+    (``export/onnx_export.py``): its query count is symbolic, so no Python loop over blocks, and
+    ONNX has no ``embedding_bag``. A weighted sum of the same rows, taken in another order: equal
+    up to float rounding. Memory grows with the queries of a call (the caller chunks them)."""
+    index, weight, _ = windows.weights(exponent, 0, windows.corner.shape[0])
+    rows = amplitude.index_select(0, index.reshape(-1)).view(*index.shape, amplitude.shape[1])
+    return torch.matmul(weight.unsqueeze(1), rows).squeeze(1)
 
 
 def render_dense(amplitude: torch.Tensor, sigma_x: torch.Tensor, sigma_y: torch.Tensor, rho: torch.Tensor,

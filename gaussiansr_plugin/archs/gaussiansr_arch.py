@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from .arch_util import (BICUBIC_REACH, POSITION_DIMS, MLP, EDSRBaselineEncoder, ImplicitSRNet, Placement,
                         at_least_float32, conv_reach, coord_to_lr_pixels, full_precision, nearest_centre,
-                        position_encoding, sample_bicubic)
+                        position_encoding, sample_bicubic, size_tensor)
 from .gaussian_splat import SplatTable, build_splat_table, splat_query, window_radius
 
 # Bound on |rho|: keeps Σ well conditioned (det Σ = σx²σy²(1-ρ²) away from 0).
@@ -167,7 +167,8 @@ class GaussianSR(ImplicitSRNet):
             labels = F.gumbel_softmax(logits, tau=self.tau, hard=self.gumbel_hard, dim=1)
         else:
             labels = torch.softmax(logits, dim=1)
-            self._record_max_prob(labels)
+            if not torch.compiler.is_exporting():  # a tally of eager runs, no part of a graph
+                self._record_max_prob(labels)
             if self.eval_kernel == 'argmax':
                 return bank[logits.argmax(dim=1)].permute(0, 3, 1, 2)
         with full_precision(logits.device):  # kernel shapes stay float32 under autocast
@@ -229,7 +230,7 @@ class GaussianSR(ImplicitSRNet):
         if state.smooth_feat.shape[1]:
             inputs.append(sample_bicubic(state.smooth_feat, map_coord))
         pos = coord_to_lr_pixels(coord, lr_size)
-        cell_lr = cell * torch.tensor(lr_size, dtype=cell.dtype, device=cell.device) / 2
+        cell_lr = cell * size_tensor(lr_size, cell) / 2
         encoded = position_encoding(pos, nearest_centre(coord, lr_size), self.pos_encoding)
         pred = self.decoder(torch.cat(inputs + [encoded, cell_lr], dim=-1))
         return self.to_rgb(pred, state.lq, map_coord)

@@ -18,7 +18,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch.nn import functional as F
 
-from .arch_util import EPS_SHIFT, Placement, nearest_latent
+from .arch_util import EPS_SHIFT, Placement, nearest_latent, size_tensor
 
 __all__ = ['EPS_CLAMP', 'EPS_SHIFT', 'LatentState', 'NUDGE_BOUND', 'gather_latent', 'latent_centre',
            'make_latent_state', 'nearest_latent', 'project_latent']
@@ -59,8 +59,8 @@ def make_latent_state(feat: torch.Tensor, lq: torch.Tensor) -> LatentState:
 
 def latent_centre(index: torch.Tensor, lr_size: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
     """Normalized (row, col) centre of the LR pixels at ``index`` (B, Q, 2), like LIIF's ``feat_coord``."""
-    size = torch.tensor(lr_size, dtype=dtype, device=index.device)
-    return (2 * index.to(dtype) + 1) / size - 1
+    index = index.to(dtype)
+    return (2 * index + 1) / size_tensor(lr_size, index) - 1
 
 
 def gather_latent(state: LatentState, index: torch.Tensor, unfold: bool = True) -> torch.Tensor:

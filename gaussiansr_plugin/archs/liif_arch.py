@@ -4,7 +4,7 @@ from typing import Sequence, Tuple
 import torch
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from .arch_util import MLP, EDSRBaselineEncoder, ImplicitSRNet, at_least_float32, full_precision
+from .arch_util import MLP, EDSRBaselineEncoder, ImplicitSRNet, at_least_float32, full_precision, size_tensor
 from .latent_util import (EPS_CLAMP, EPS_SHIFT, NUDGE_BOUND, LatentState, gather_latent, latent_centre,
                           make_latent_state, nearest_latent, project_latent)
 
@@ -98,7 +98,7 @@ class LIIF(ImplicitSRNet):
     def query(self, state: LatentState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         place = state.placement
         lr_size = place.size(state.lr_size)  # coordinates are the image's, also for a tile
-        size = coord.new_tensor(lr_size)
+        size = size_tensor(lr_size, coord)
         if self.local_ensemble:
             # Order matters: the area swap below pairs (-1, -1) with (1, 1) and (-1, 1) with (1, -1).
             shifts = [(-1, -1), (-1, 1), (1, -1), (1, 1)]

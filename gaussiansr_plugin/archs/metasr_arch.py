@@ -4,7 +4,7 @@ from typing import Sequence
 import torch
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from .arch_util import MLP, EDSRBaselineEncoder, ImplicitSRNet
+from .arch_util import MLP, EDSRBaselineEncoder, ImplicitSRNet, size_tensor
 from .latent_util import (EPS_CLAMP, EPS_SHIFT, NUDGE_BOUND, LatentState, gather_latent, make_latent_state,
                           nearest_latent)
 
@@ -65,7 +65,7 @@ class MetaSR(ImplicitSRNet):
     def query(self, state: LatentState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         place = state.placement
         lr_size = place.size(state.lr_size)  # coordinates are the image's, also for a tile
-        size = coord.new_tensor(lr_size)
+        size = size_tensor(lr_size, coord)
         corner = coord - cell / 2
         index = nearest_latent((corner + EPS_SHIFT).clamp(-1 + EPS_CLAMP, 1 - EPS_CLAMP), lr_size)
         latent_corner = 2 * index.to(coord.dtype) / size - 1

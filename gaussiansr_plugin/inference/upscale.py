@@ -1,7 +1,10 @@
 """``basicsr upscale``: super-resolve your own images to any scale or size.
 
-    basicsr upscale -i PATH -o DIR [-s S [S ...]] [--size WxH ...] [--model NAME | OPTION_FILE:CHECKPOINT]
+    basicsr upscale -i PATH -o DIR [-s S [S ...]] [--size WxH ...] [--model NAME | OPTION_FILE:CHECKPOINT | DIR]
                     [--suffix out] [--ext auto] [--tile 256] [--tile_pad N] [--fp32] [-g ID] [--quiet]
+
+``--model DIR``: a model ``basicsr export`` wrote, run by onnxruntime on the CPU in float32
+(``export/onnx_runtime.py``) through the same tiling and file handling.
 
 ``-i`` is an image or a folder of images; each output is ``DIR/NAME_SUFFIX.EXT`` (with several
 outputs per image ``NAME_SUFFIX_x2.5.EXT``, ``NAME_SUFFIX_800x600.EXT``, ...).
@@ -36,7 +39,8 @@ from typing import List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from ..render.receptive_field import receptive_field
-from ..render.tiling import DEFAULT_TILE, plan_spans, render
+from ..export.onnx_runtime import is_export_arg, load_export
+from ..render.tiling import DEFAULT_TILE, device_and_dtype, plan_spans, render
 from ..utils.folders import check_output_folder, list_images
 from ..utils.image_io import ImageError
 from ..utils.loading import LoadedNet, choose_device, load_net
@@ -142,7 +146,7 @@ def mem_available() -> Optional[int]:
 
 def query_chunk(loaded: LoadedNet) -> int:
     """The option file's ``val.query_chunk``, at most ``CPU_QUERY_CHUNK`` on the CPU."""
-    on_cpu = next(loaded.net.parameters()).device.type == 'cpu'
+    on_cpu = device_and_dtype(loaded.net)[0].type == 'cpu'
     return min(loaded.query_chunk, CPU_QUERY_CHUNK) if on_cpu else loaded.query_chunk
 
 
@@ -203,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--size', type=parse_size, nargs='+', action='append', metavar='WxH', help='exact sizes')
     parser.add_argument('--model', help='OPTION_FILE:CHECKPOINT of a trained GaussianSR, LIIF or MetaSR, or the '
                         'name of shipped weights, e.g. liif (default: gaussiansr_plugin/weights/gaussiansr, else the '
-                        'demo run here)')
+                        'demo run here), or a folder written by basicsr export (ONNX, run by onnxruntime)')
     parser.add_argument('--suffix', default='out', help='added to output names (default: out)')
     parser.add_argument('--ext', default='auto', choices=['auto'] + [e[1:] for e in WRITABLE_FORMATS],
                         help='output format (default: the input\'s)')
@@ -227,10 +231,15 @@ def run(args: argparse.Namespace) -> int:
         paths = [args.input]
     else:
         raise FileNotFoundError(f'Input {args.input} does not exist')
+    # An exported model is checked before anything is written (one line if it is not whole).
+    exported = (load_export(args.model, args.gpu_id, getattr(args, 'precision', None))
+                if is_export_arg(args.model) else None)
     check_output_folder(args.output, overwrite=True)
     device = choose_device(args.gpu_id)
     precision = 'fp16' if device.type == 'cuda' and not args.fp32 else 'fp32'
-    loaded = load_net(args.model, device)
+    if exported is not None:  # onnxruntime's CPU provider, float32
+        device, precision = exported.net.device, 'fp32'
+    loaded = exported or load_net(args.model, device)
     exact = receptive_field(loaded.net)
     pad = exact if args.tile_pad is None else args.tile_pad
     if not args.quiet:

@@ -35,7 +35,9 @@ def receptive_field(net: nn.Module, max_lr_per_hr: float = 1.0) -> int:
     """
     if not hasattr(net, 'query_reach'):
         raise ValueError(f'the receptive field of {type(net).__name__} is not known; use --tile 0 (no tiles)')
-    pad = encoder_reach(net.encoder) + math.ceil(net.query_reach(max_lr_per_hr) + 0.5)
+    # An exported model (export/onnx_runtime.OnnxNet) has no encoder to read: it carries its reach.
+    reach = net.encoder_reach if hasattr(net, 'encoder_reach') else encoder_reach(net.encoder)
+    pad = reach + math.ceil(net.query_reach(max_lr_per_hr) + 0.5)
     if getattr(net, 'rgb_skip', False):
         pad = max(pad, math.ceil(BICUBIC_REACH + 0.5))
     return pad

@@ -114,6 +114,15 @@ class Blender:
             self.acc, self.start = self.acc[count:].clone(), upto
 
 
+def device_and_dtype(net: Any) -> Tuple[torch.device, torch.dtype]:
+    """Where ``net`` takes its inputs, and in which type: its parameters', or for an exported
+    model, which has none (``export/onnx_runtime.OnnxNet``), its own ``device`` and ``dtype``."""
+    if isinstance(net, nn.Module):
+        param = next(net.parameters())
+        return param.device, param.dtype
+    return net.device, net.dtype
+
+
 @torch.no_grad()
 def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], sink: Sink, tile: int = 0,
            tile_pad: Optional[int] = None, chunk: int = QUERY_CHUNK, precision: str = 'fp32',
@@ -121,7 +130,8 @@ def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], s
     """Renders ``lq`` (1, 3, h, w) in [0, 1] at every (H, W) of ``sizes``, one encoder pass per tile.
 
     Args:
-        net: A GaussianSR, LIIF or MetaSR network in eval mode, on its device.
+        net: A GaussianSR, LIIF or MetaSR network in eval mode, on its device, or an exported
+            one (``export/onnx_runtime.OnnxNet``: encode, place, query, reach).
         sink: Receives every output pixel once (see ``Sink``), rows in order within a tile.
         tile (int): Tile core side in LR pixels; 0: the whole image in one tile (no padding, no
             receptive field needed: any ``ImplicitSRNet``).
@@ -135,8 +145,7 @@ def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], s
     Returns:
         int: The tile padding used (0 for one tile).
     """
-    param = next(net.parameters())
-    device, dtype = param.device, param.dtype  # coordinates in the network's precision (float32 or float64)
+    device, dtype = device_and_dtype(net)  # coordinates in the network's precision (float32 or float64)
     h, w = lq.shape[-2:]
     if tile <= 0:  # one tile: the whole image is its own context
         exact_pad = pad = 0
@@ -186,8 +195,7 @@ def _render_tile(net: nn.Module, state: Any, spans: Tuple[Span, Span], lr_size: 
                  hr_size: Tuple[int, int], band: float, chunk: int, precision: str,
                  put: Callable[..., None]) -> None:
     """Queries one tile's output pixels for one output size, in chunks of whole output rows."""
-    param = next(net.parameters())
-    device, dtype = param.device, param.dtype
+    device, dtype = device_and_dtype(net)
     axes = []
     for span, lr_n, hr_n in zip(spans, lr_size, hr_size):
         i0, i1 = output_range(span, band, lr_n, hr_n)
