@@ -14,8 +14,8 @@ every process that imports the plugin (torchrun ranks, spawned data workers) get
   ``load_weights`` compares with the network's (``rgb_skip`` and the like change outputs, not
   parameter shapes);
 - exact resume: every training state holds the RNG states of every rank (``rng_states``), and
-  ``BaseModel.resume_training`` has the resumed run continue the saved epoch where it stopped
-  (``utils/resume.py``);
+  ``BaseModel.resume_training`` has the resumed run continue the saved epoch where it stopped,
+  in the first sampler iteration after the loop's ``set_epoch`` for it (``utils/resume.py``);
 - per-sample randomness: the train sampler yields ``SampleKey``s, ints (the indices it yielded
   before) that carry a seed, a function of (run seed, epoch, position), so our datasets' data
   workers draw the same crops and scales in every run (``utils/sample_keys.py``); BasicSR's own
@@ -115,6 +115,13 @@ def _wrap_sampler_iter(original):
     return sampler_iter
 
 
+def _wrap_sampler_set_epoch(original):
+    def set_epoch(self, epoch: int) -> None:
+        original(self, epoch)
+        resume.epoch_set(epoch)  # the loop's iterator, not the prefetcher's first, continues the epoch
+    return set_epoch
+
+
 def install() -> None:
     """Installs the features above once per process (idempotent); after ``compat.apply()``."""
     global _INSTALLED
@@ -127,4 +134,5 @@ def install() -> None:
     basicsr_train.create_train_val_dataloader = _wrap_create_train_val_dataloader(
         basicsr_train.create_train_val_dataloader)
     EnlargedSampler.__iter__ = _wrap_sampler_iter(EnlargedSampler.__iter__)
+    EnlargedSampler.set_epoch = _wrap_sampler_set_epoch(EnlargedSampler.set_epoch)
     _INSTALLED = True

@@ -121,6 +121,41 @@ def test_sigkill_then_auto_resume_continues_from_the_last_state(tmp_path, ranks,
         assert 'DIFFER' not in resumed_log
 
 
+def _stop_kill_resume_and_reference(tmp_path, opt, fault_at, saved):
+    """Runs ``opt`` to its end (the reference), and again stopped at ``fault_at`` (tests/
+    fault_launcher.py), killed, checked to hold the training states ``saved`` and resumed with
+    ``--auto_resume``; asserts the resumed run's final weights (and EMA weights) equal the
+    reference's, tensor for tensor. Returns the losses per iteration of the killed, resumed and
+    reference runs and the resumed run's log."""
+    name = opt['name']
+    args = ['train', '-opt', str(write_yaml(tmp_path / 'train.yml', opt))]
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    reference = tmp_path / 'reference'
+    run_job([str(BIN / 'basicsr'), *args, '--root', str(reference)], tmp_path, env)
+    out = tmp_path / 'out'
+    proc = subprocess.Popen([sys.executable, str(FAULT_LAUNCHER), *args, '--root', str(out)], cwd=tmp_path,
+                            env=fault_env(tmp_path / 'fault', fault_at), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until_stopped(proc, tmp_path / 'fault', [0])
+    finally:
+        kill_job(proc)
+    exp = out / 'experiments' / name
+    assert sorted(int(p.stem) for p in (exp / 'training_states').glob('*.state')) == saved
+    run_job([str(BIN / 'basicsr'), *args, '--root', str(out), '--auto_resume'], tmp_path, env)
+
+    killed_log, resumed_log = (p.read_text() for p in sorted(exp.glob(f'train_{name}_*.log')))
+    reference_log = next((reference / 'experiments' / name).glob(f'train_{name}_*.log')).read_text()
+    final, reference_final = (torch.load(root / 'experiments' / name / 'models' / 'net_g_latest.pth',
+                                         map_location='cpu', weights_only=True) for root in (out, reference))
+    for key in ('params', 'params_ema'):
+        assert (key in final) == (key in reference_final), key
+        if key in final:
+            assert final[key].keys() == reference_final[key].keys()
+            assert all(torch.equal(final[key][k], reference_final[key][k]) for k in final[key]), key
+    return _losses(killed_log), _losses(resumed_log), _losses(reference_log), resumed_log
+
+
 def test_sigkill_then_auto_resume_of_basicsr_edsr_ends_like_an_uninterrupted_run(tmp_path):
     data = tmp_path / 'paired'
     write_smooth_images(data / 'HR', 4, size=(48, 48))
@@ -134,32 +169,28 @@ def test_sigkill_then_auto_resume_of_basicsr_edsr_ends_like_an_uninterrupted_run
     opt['name'] = 'edsr_killed'
     opt['datasets']['train']['dataset_enlarge_ratio'] = 2
     opt['logger']['save_checkpoint_freq'] = 6
-    opt_path = write_yaml(tmp_path / 'edsr.yml', opt)
-    args = ['train', '-opt', str(opt_path)]
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-
-    reference = tmp_path / 'reference'
-    run_job([str(BIN / 'basicsr'), *args, '--root', str(reference)], tmp_path, env)
-    out = tmp_path / 'out'
-    proc = subprocess.Popen([sys.executable, str(FAULT_LAUNCHER), *args, '--root', str(out)], cwd=tmp_path,
-                            env=fault_env(tmp_path / 'fault', 'iter:10'), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_until_stopped(proc, tmp_path / 'fault', [0])
-    finally:
-        kill_job(proc)
-    exp = out / 'experiments' / 'edsr_killed'
-    assert sorted(int(p.stem) for p in (exp / 'training_states').glob('*.state')) == [6]
-    run_job([str(BIN / 'basicsr'), *args, '--root', str(out), '--auto_resume'], tmp_path, env)
-
-    killed_log, resumed_log = (p.read_text() for p in sorted(exp.glob('train_edsr_killed_*.log')))
+    killed, resumed, expected, resumed_log = _stop_kill_resume_and_reference(tmp_path, opt, 'iter:10', [6])
     assert re.search(r'Resuming training from epoch: \d+, iter: 6\.', resumed_log)
-    killed, resumed = _losses(killed_log), _losses(resumed_log)
     assert max(killed) == 9 and sorted(resumed) == list(range(7, 13))
-    expected = _losses(next((reference / 'experiments' / 'edsr_killed').glob('train_edsr_killed_*.log')).read_text())
     assert killed == {i: expected[i] for i in range(1, 10)}
     assert resumed == {i: expected[i] for i in range(7, 13)}  # 7..9 repeated exactly, then on to the end
-    final, reference_final = (torch.load(root / 'experiments' / 'edsr_killed' / 'models' / 'net_g_latest.pth',
-                                         map_location='cpu', weights_only=True)['params'] for root in (out, reference))
-    assert final.keys() == reference_final.keys()
-    assert all(torch.equal(final[name], reference_final[name]) for name in final)
+
+
+# With data workers, the loader iterator BasicSR's prefetcher creates when built (and discards:
+# the loop's set_epoch(0) and reset() follow) iterates the sampler at once, at its default epoch 0;
+# without workers it never does. Before the fix, with 2 workers, the resumed run replayed epoch 0
+# from its start: iterations 7.. had other losses than the uninterrupted run's.
+@pytest.mark.parametrize('workers', [0, 2], ids=['in-process', '2-workers'])
+def test_sigkill_in_the_first_epoch_then_auto_resume_ends_like_an_uninterrupted_run(tmp_path, workers):
+    write_smooth_images(tmp_path / 'train', 4)
+    # 10 iterations per epoch: the state of iteration 6 is in epoch 0; the run ends in epoch 1.
+    opt = tiny_train_options('first_epoch', str(tmp_path / 'train'), str(tmp_path / 'train'),
+                             num_worker_per_gpu=workers, dataset_enlarge_ratio=5)
+    opt['datasets'] = {'train': opt['datasets']['train']}
+    opt.pop('val')
+    opt['train']['total_iter'] = 12
+    opt['logger']['save_checkpoint_freq'] = 6
+    killed, resumed, expected, resumed_log = _stop_kill_resume_and_reference(tmp_path, opt, 'state:6', [6])
+    assert re.search(r'Resuming training from epoch: 0, iter: 6\.', resumed_log)
+    assert sorted(killed) == list(range(1, 7)) and sorted(resumed) == list(range(7, 13))
+    assert {**killed, **resumed} == expected

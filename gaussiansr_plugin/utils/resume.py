@@ -21,7 +21,8 @@ import torch
 from . import sample_keys
 
 # Where the resumed run picks up: set by ``remember_resume_point`` when the model takes up the
-# loaded training state, consumed by ``continue_epoch`` when the train sampler starts that epoch.
+# loaded training state, armed by ``epoch_set`` when the training loop sets the sampler to that
+# epoch, consumed by ``continue_epoch`` when the train sampler then starts that epoch.
 _resume_point: Dict[str, Any] = {}
 
 
@@ -90,14 +91,27 @@ def remember_resume_point(opt: Dict[str, Any], resume_state: Optional[Dict[str, 
         sample_keys.set_run_seed(own['sample_keys_seed'])
 
 
+def epoch_set(epoch: int) -> None:
+    """Arms the resume point when the train sampler is set to its epoch (``set_epoch``).
+
+    BasicSR's prefetchers create a loader iterator when built, before the loop's first
+    ``set_epoch`` and ``reset()``, and discard it. With data workers (or CUDA prefetching) that
+    iterator iterates the sampler at once, at its default epoch 0: a resume point in epoch 0 taken
+    there would be lost, and the loop would replay epoch 0 from its start. The loop sets the epoch
+    before every iterator it trains on, so only an iteration after ``set_epoch`` continues the epoch.
+    """
+    if _resume_point and epoch == _resume_point['epoch']:
+        _resume_point['armed'] = True
+
+
 def continue_epoch(indices: List[Any], epoch: int) -> List[Any]:
     """The train sampler's ``indices`` for ``epoch``, less the batches the saved run trained on.
 
-    Once, for the epoch of the resume point: drops the samples of the iterations done in that
-    epoch and restores this rank's saved RNG states (the caller's next step is drawing samples).
-    Any other epoch's indices are returned unchanged.
+    Once, for the epoch of the resume point, after ``epoch_set`` for it: drops the samples of the
+    iterations done in that epoch and restores this rank's saved RNG states (the caller's next step
+    is drawing samples). Any other epoch's indices are returned unchanged.
     """
-    if not _resume_point or epoch != _resume_point['epoch']:
+    if not _resume_point.get('armed') or epoch != _resume_point['epoch']:
         return indices
     point = dict(_resume_point)
     _resume_point.clear()
