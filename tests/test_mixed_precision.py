@@ -9,7 +9,7 @@ from conftest import TINY_GAUSSIANSR
 from gaussiansr_plugin.archs.metasr_arch import MetaSR
 from gaussiansr_plugin.utils.loading import load_net
 from gaussiansr_plugin.utils.coord import make_cell, make_coord
-from gaussiansr_plugin.utils.precision import autocast
+from gaussiansr_plugin.utils.precision import autocast, has_native_bf16, serving_precision
 from gaussiansr_plugin.utils.resize import imresize_matlab
 
 TRAIN = dict(ema_decay=0, optim_g=dict(type='Adam', lr=1e-3, weight_decay=0, betas=[0.9, 0.999]),
@@ -139,3 +139,26 @@ def test_half_precision_keeps_the_psnr_of_fp32_on_a_wide_image(name, device):
     assert fp32 > 25  # a real upscale, so that the comparison means something
     for precision in precisions:
         assert psnr(precision) == pytest.approx(fp32, abs=0.02), precision
+
+
+def test_serving_precision_is_decided_in_one_place(monkeypatch):
+    cpu = torch.device('cpu')
+    for requested in ('fp32', 'bf16', 'fp16'):  # asked for: served as asked
+        assert serving_precision(cpu, requested) == requested
+    # auto: bf16 on a CPU with native bfloat16 (AVX512-BF16 or AMX), fp32 on one without
+    monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: True, raising=False)
+    monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda: False, raising=False)
+    assert has_native_bf16(cpu) and serving_precision(cpu) == 'bf16'
+    monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: False, raising=False)
+    assert not has_native_bf16(cpu) and serving_precision(cpu) == 'fp32'
+    with pytest.raises(ValueError, match=r"--precision must be one of \['auto', 'fp32', 'bf16', 'fp16'\], got 'bf32'"):
+        serving_precision(cpu, 'bf32')
+
+
+def test_upscale_refuses_contradicting_precision_flags(tmp_path, capsys):
+    from gaussiansr_plugin.inference import upscale
+    (tmp_path / 'a.png').write_bytes(b'')  # never read: the flags are checked first
+    status = upscale.main(['-i', str(tmp_path / 'a.png'), '-o', str(tmp_path / 'o'), '--fp32', '--precision', 'bf16'])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count('\n') == 1 and '--fp32 and --precision bf16 contradict' in err, err
+    assert not (tmp_path / 'o').exists()

@@ -19,6 +19,7 @@ from gaussiansr_plugin.render.tiling import plan_spans, render
 from gaussiansr_plugin.utils import loading
 from gaussiansr_plugin.utils.coord import make_cell, make_coord
 from gaussiansr_plugin.utils.file_io import is_temp_file
+from gaussiansr_plugin.utils.precision import serving_precision
 
 SMALL = dict(num_feat=8, num_block=1, hidden_list=[16, 16])
 SMALL_GAUSSIANSR = dict(SMALL, num_kernels=8, num_gs_feat=4)
@@ -155,7 +156,8 @@ def run_cli(args: List[str], capsys) -> tuple:
     return status, out, err
 
 
-def test_formats_sizes_and_pixels(tmp_path, model_arg, capsys):
+@pytest.mark.parametrize('precision_args', [[], ['--fp32'], ['--precision', 'bf16']])
+def test_formats_sizes_and_pixels(tmp_path, model_arg, capsys, precision_args):
     rng = np.random.default_rng(0)
     src = tmp_path / 'in'
     src.mkdir()
@@ -166,7 +168,7 @@ def test_formats_sizes_and_pixels(tmp_path, model_arg, capsys):
         cv2.imwrite(str(src / name), img)
     out = tmp_path / 'out'
     status, stdout, err = run_cli(['-i', str(src), '-o', str(out), '--model', model_arg, '-s', '2.5x3',
-                                   '--size', '40x30', '--tile', '8', '--quiet'], capsys)
+                                   '--size', '40x30', '--tile', '8', '--quiet'] + precision_args, capsys)
     assert status == 0 and err == ''
     assert 'Upscaled 3 of 3 image(s)' in stdout and '6 output(s)' in stdout
     for name, img in (('rgb', rgb), ('gray16', gray16), ('rgba', rgba)):
@@ -177,10 +179,12 @@ def test_formats_sizes_and_pixels(tmp_path, model_arg, capsys):
         assert per_axis.dtype == img.dtype and per_axis.ndim == img.ndim and per_axis.shape[2:] == img.shape[2:]
     alpha = cv2.imread(str(out / 'rgba_out_40x30.png'), cv2.IMREAD_UNCHANGED)[:, :, 3]
     assert np.array_equal(alpha, cv2.resize(rgba[:, :, 3], (40, 30), interpolation=cv2.INTER_CUBIC))
-    # The written pixels are the network's output (RGB -> BGR, rounded), tiles and all.
+    # The written pixels are the network's output (RGB -> BGR, rounded), tiles and all, at the
+    # precision asked, by default the device's serving precision (bf16 on a CPU with AVX512-BF16).
     net = loading.load_net(model_arg, torch.device('cpu')).net
     lq = torch.from_numpy(rgb[:, :, ::-1].transpose(2, 0, 1).copy()).float()[None] / 255
-    expected = render_all(net, lq, [(30, 40)])[0].clamp(0, 1).numpy()[:, :, ::-1] * 255
+    precision = precision_args[-1].lstrip('-') if precision_args else serving_precision(torch.device('cpu'))
+    expected = render_all(net, lq, [(30, 40)], precision=precision)[0].clamp(0, 1).numpy()[:, :, ::-1] * 255
     written = cv2.imread(str(out / 'rgb_out_40x30.png')).astype(np.float64)
     assert np.abs(written - expected).max() <= 0.5 + 1e-3
 

@@ -1,7 +1,8 @@
 """``basicsr upscale``: super-resolve your own images to any scale or size.
 
     basicsr upscale -i PATH -o DIR [-s S [S ...]] [--size WxH ...] [--model NAME | OPTION_FILE:CHECKPOINT | DIR]
-                    [--suffix out] [--ext auto] [--tile 256] [--tile_pad N] [--fp32] [-g ID] [--quiet]
+                    [--suffix out] [--ext auto] [--tile 256] [--tile_pad N] [--precision auto | --fp32]
+                    [-g ID] [--quiet]
 
 ``--model DIR``: a model ``basicsr export`` wrote, run by onnxruntime on the CPU in float32
 (``export/onnx_runtime.py``) through the same tiling and file handling.
@@ -24,8 +25,13 @@ held in its final 8/16-bit type.
 Images: PNG/JPEG/WebP/TIFF/BMP as OpenCV reads them; 16-bit in -> 16-bit out (PNG/TIFF); gray
 stays gray; alpha is upscaled bicubically (PNG when ``--ext`` cannot hold it); EXIF orientation
 is applied. A bad image is reported in one line and the others are processed; the exit status
-is 1 if any failed. On CUDA the network runs in float16 autocast unless ``--fp32``; on the CPU
-always in float32.
+is 1 if any failed.
+
+Precision (``utils/precision.serving_precision``): by default the network's layers run in
+bfloat16 autocast where the device computes bfloat16 natively (recent x86 CPUs with AVX512-BF16
+or AMX, CUDA GPUs from Ampere on), in float16 on other GPUs and in float32 elsewhere;
+coordinates, sampling and the colour output stay float32. ``--fp32`` (or ``--precision fp32``)
+forces float32, e.g. to match ``basicsr test`` bit for bit.
 """
 import argparse
 import math
@@ -44,6 +50,7 @@ from ..render.tiling import DEFAULT_TILE, device_and_dtype, plan_spans, render
 from ..utils.folders import check_output_folder, list_images
 from ..utils.image_io import ImageError
 from ..utils.loading import LoadedNet, choose_device, load_net
+from ..utils.precision import PRECISION_NAMES, SERVING_CHOICES, serving_precision
 from .command import OneLineParser, message, non_negative_int, run_reporting_errors, trim_heap
 from .image_file import WRITABLE_FORMATS, InputImage, OutputCanvas, output_extension, read_input
 
@@ -215,7 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f'tile side in input pixels, 0 for none (default {DEFAULT_TILE})')
     parser.add_argument('--tile_pad', type=non_negative_int, default=None,
                         help='context around each tile (default: the receptive field, exact)')
-    parser.add_argument('--fp32', action='store_true', help='float32 on CUDA (default there: float16 autocast)')
+    parser.add_argument('--precision', choices=SERVING_CHOICES, default='auto',
+                        help='network precision (default auto: bf16 where the device computes bfloat16 natively, '
+                        'fp16 on other GPUs, else fp32; coordinates and sampling stay fp32)')
+    parser.add_argument('--fp32', action='store_true', help='float32 everywhere (= --precision fp32)')
     parser.add_argument('-g', '--gpu-id', type=int, default=None, help='CUDA device (default 0 when CUDA is present)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars or model line')
     return parser
@@ -223,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Upscales every input; returns the exit status (1 if any image failed)."""
+    if args.fp32 and args.precision not in ('auto', 'fp32'):
+        raise ValueError(f'--fp32 and --precision {args.precision} contradict each other; give one')
     check_scale_groups(args.outscale)
     targets = make_targets(args.outscale, [s for group in args.size or [] for s in group])
     if osp.isdir(args.input):
@@ -232,11 +244,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise FileNotFoundError(f'Input {args.input} does not exist')
     # An exported model is checked before anything is written (one line if it is not whole).
-    exported = (load_export(args.model, args.gpu_id, getattr(args, 'precision', None))
+    exported = (load_export(args.model, args.gpu_id, args.precision)
                 if is_export_arg(args.model) else None)
     check_output_folder(args.output, overwrite=True)
     device = choose_device(args.gpu_id)
-    precision = 'fp16' if device.type == 'cuda' and not args.fp32 else 'fp32'
+    precision = serving_precision(device, 'fp32' if args.fp32 else args.precision)
     if exported is not None:  # onnxruntime's CPU provider, float32
         device, precision = exported.net.device, 'fp32'
     loaded = exported or load_net(args.model, device)
@@ -244,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     pad = exact if args.tile_pad is None else args.tile_pad
     if not args.quiet:
         print(f'Model: {loaded.description} ({loaded.option_file}); {device}, '
-              f'{"float16 autocast" if precision == "fp16" else "float32"}; tiles {args.tile or "off"}, pad {pad} '
+              f'{PRECISION_NAMES[precision]}; tiles {args.tile or "off"}, pad {pad} '
               f'({"exact" if pad >= exact else f"< receptive field {exact}: blended, approximate"})', flush=True)
     start, done, failed = time.perf_counter(), [], 0
     for path in tqdm(paths, unit='image', disable=args.quiet or len(paths) == 1):
