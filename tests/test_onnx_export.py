@@ -91,6 +91,17 @@ def test_onnxruntime_equals_pytorch_on_a_synthetic_image(arch, exports):
     assert max(found.values()) <= TOLERANCE, found
 
 
+def test_the_graphs_bicubic_taps_are_grid_samples_bicubic():
+    # The export's sample_bicubic (gathers + a product) against grid_sample, also beyond the map
+    # (the 'border' taps) and at tile-like sizes of one pixel.
+    from gaussiansr_plugin.archs.arch_util import _bicubic_taps, sample_bicubic
+    generator = torch.Generator().manual_seed(4)
+    for size in ((9, 13), (1, 5), (2, 1)):
+        feat = torch.rand(2, 5, *size, generator=generator)
+        coord = torch.rand(2, 300, 2, generator=generator) * 2.4 - 1.2
+        assert (_bicubic_taps(feat, coord) - sample_bicubic(feat, coord)).abs().max() < 1e-5
+
+
 def test_the_graphs_are_checked_and_dynamic(exports):
     import onnx
     for model_arg, folder in exports.values():
@@ -177,7 +188,8 @@ def test_bad_export_folders_fail_in_one_line_and_write_nothing(exports, tmp_path
     cases = [(missing, 'query.onnx is missing'), (foreign, 'encode.onnx is not the graph export.json describes'),
              (version, f'format version {manifest.FORMAT_VERSION + 1}'), (renamed, 'query.onnx: inputs [\'x\']'),
              (no_manifest, 'has no export.json'),
-             (unrelated_onnx(tmp_path / 'unrelated.onnx'), 'an ONNX file alone is not enough')]
+             (unrelated_onnx(tmp_path / 'unrelated.onnx'), 'an ONNX file alone is not enough'),
+             (tmp_path / 'nowhere.onnx', 'does not exist')]
     for model, named in cases:
         work = tmp_path / f'run_{model.name}'
         status, err = run_upscale(str(model), work, capsys)

@@ -59,6 +59,8 @@ class OnnxNet:
         require(['onnxruntime'], f'--model {folder} (an exported model)')
         import onnxruntime as ort
         path = osp.expanduser(folder)
+        if not osp.exists(path):
+            raise FileNotFoundError(f'--model {folder} does not exist')
         if not osp.isdir(path):
             raise ValueError(f'--model {folder}: an ONNX file alone is not enough; give the folder basicsr export '
                              f'wrote ({", ".join(GRAPH_FILES.values())} and {MANIFEST})')
