@@ -27,4 +27,5 @@ def require(modules: Sequence[str], purpose: str) -> None:
         try:
             importlib.import_module(name)
         except ImportError:
-            raise ValueError(f'{purpose} needs {", ".join(modules)} ({name} is not installed): {INSTALL_HINT}') from None
+            needs = ', '.join(modules)
+            raise ValueError(f'{purpose} needs {needs} ({name} is not installed): {INSTALL_HINT}') from None
