@@ -12,6 +12,11 @@ the mean and the largest |PSNR change| over the images and the mean signed chang
 8-bit outputs (round(255 x)) the share of values that differ and the largest difference in
 levels. ``OUT/bf16_per_image.csv`` has every image's row, ``OUT/bf16.md`` the table. Latency is
 ``basicsr benchmark --precision fp32 bf16`` (one run, both precisions).
+
+    python scripts/measure_bf16.py --merge RUN1/bf16_per_image.csv RUN2/bf16_per_image.csv ...
+
+prints one table of several runs (e.g. scales or models measured in parallel processes): a row
+per model and set, a column per scale, each cell mean |change| / max |change| (mean change) in dB.
 """
 import argparse
 import csv
@@ -50,15 +55,49 @@ def summarize(rows: List[Dict]) -> Dict[str, float]:
                 max_levels=max(r['max_levels'] for r in rows))
 
 
+def merged_table(csv_paths: List[str]) -> str:
+    """The compact table of every per-image row in ``csv_paths`` (see the module docstring)."""
+    groups: Dict[tuple, List[Dict]] = {}
+    for path in csv_paths:
+        with open(path, newline='') as f:
+            for row in csv.DictReader(f):
+                row.update({k: float(row[k]) for k in ('psnr_fp32', 'psnr_bf16', 'change', 'changed_8bit')},
+                           max_levels=int(row['max_levels']))
+                groups.setdefault((row['method'], row['set'], row['scale']), []).append(row)
+    scales = sorted({key[2] for key in groups}, key=float)
+    lines = ['| model | set | images | ' + ' | '.join(f'x{s}' for s in scales) + ' | 8-bit values changed (max levels) |',
+             '|---|---|---|' + '---|' * (len(scales) + 1)]
+    for method, set_name in dict.fromkeys(key[:2] for key in groups):
+        cells, summaries = [], []
+        for scale in scales:
+            rows = groups.get((method, set_name, scale))
+            if not rows:
+                cells.append('')
+                continue
+            summary = summarize(rows)
+            summaries.append(summary)
+            cells.append(f'{summary["mean_abs_change"]:.4f} / {summary["max_abs_change"]:.4f} ({summary["mean_change"]:+.4f})')
+        changed = sum(x['changed_8bit'] for x in summaries) / len(summaries)
+        lines.append(f'| {method} | {set_name} | {summaries[0]["images"]} | ' + ' | '.join(cells) +
+                     f' | {100 * changed:.1f}% ({max(x["max_levels"] for x in summaries)}) |')
+    return '\n'.join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--model', action='append', required=True, metavar='NAME=MODEL')
-    parser.add_argument('--sets', nargs='+', required=True, metavar='NAME=DIR')
+    parser.add_argument('--merge', nargs='+', metavar='CSV', help='print the table of earlier runs and stop')
+    parser.add_argument('--model', action='append', metavar='NAME=MODEL')
+    parser.add_argument('--sets', nargs='+', metavar='NAME=DIR')
     parser.add_argument('--scales', type=float, nargs='+', default=[2, 3, 4, 3.6])
     parser.add_argument('--max-images', type=int, default=None)
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--out', default='results/bf16')
     args = parser.parse_args()
+    if args.merge:
+        print(merged_table(args.merge))
+        return
+    if not args.model or not args.sets:
+        parser.error('--model and --sets are required (or --merge)')
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device('cpu')
