@@ -145,12 +145,16 @@ def test_serving_precision_is_decided_in_one_place(monkeypatch):
     cpu = torch.device('cpu')
     for requested in ('fp32', 'bf16', 'fp16'):  # asked for: served as asked
         assert serving_precision(cpu, requested) == requested
-    # auto: bf16 on a CPU with native bfloat16 (AVX512-BF16 or AMX), fp32 on one without
+    # auto: fp32 on the CPU, even with native bfloat16 (bf16 falls short of the 2x target there)
     monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: True, raising=False)
-    monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda: False, raising=False)
-    assert has_native_bf16(cpu) and serving_precision(cpu) == 'bf16'
+    assert has_native_bf16(cpu) and serving_precision(cpu) == 'fp32'
     monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda: False, raising=False)
     assert not has_native_bf16(cpu) and serving_precision(cpu) == 'fp32'
+    # on CUDA: bf16 where the GPU has it, else fp16 (the device is not touched)
+    for native, expected in ((True, 'bf16'), (False, 'fp16')):
+        monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True, n=native: n)
+        assert serving_precision(torch.device('cuda'), 'auto') == expected
     with pytest.raises(ValueError, match=r"--precision must be one of \['auto', 'fp32', 'bf16', 'fp16'\], got 'bf32'"):
         serving_precision(cpu, 'bf32')
 

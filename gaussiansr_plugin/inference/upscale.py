@@ -27,11 +27,11 @@ stays gray; alpha is upscaled bicubically (PNG when ``--ext`` cannot hold it); E
 is applied. A bad image is reported in one line and the others are processed; the exit status
 is 1 if any failed.
 
-Precision (``utils/precision.serving_precision``): by default the network's layers run in
-bfloat16 autocast where the device computes bfloat16 natively (recent x86 CPUs with AVX512-BF16
-or AMX, CUDA GPUs from Ampere on), in float16 on other GPUs and in float32 elsewhere;
-coordinates, sampling and the colour output stay float32. ``--fp32`` (or ``--precision fp32``)
-forces float32, e.g. to match ``basicsr test`` bit for bit.
+Precision (``utils/precision.serving_precision``): by default float32 on the CPU, and on CUDA the
+network's layers in bfloat16 autocast (float16 on GPUs without bfloat16); coordinates, sampling
+and the colour output stay float32. ``--precision bf16`` runs bf16 on a CPU too (1.5-1.7x faster
+for GaussianSR on an AVX512-BF16 CPU, PSNR within a few hundredths of a dB: docs/COMPARE.md);
+``--fp32`` (or ``--precision fp32``) forces float32 anywhere, e.g. to match ``basicsr test`` bit for bit.
 """
 import argparse
 import math
@@ -223,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--tile_pad', type=non_negative_int, default=None,
                         help='context around each tile (default: the receptive field, exact)')
     parser.add_argument('--precision', choices=SERVING_CHOICES, default='auto',
-                        help='network precision (default auto: bf16 where the device computes bfloat16 natively, '
-                        'fp16 on other GPUs, else fp32; coordinates and sampling stay fp32)')
+                        help='network precision (default auto: fp32 on the CPU; on CUDA bf16, fp16 on GPUs without '
+                        'bf16; coordinates and sampling stay fp32)')
     parser.add_argument('--fp32', action='store_true', help='float32 everywhere (= --precision fp32)')
     parser.add_argument('-g', '--gpu-id', type=int, default=None, help='CUDA device (default 0 when CUDA is present)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars or model line')

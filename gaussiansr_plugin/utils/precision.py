@@ -13,10 +13,10 @@ Serving (``basicsr test``, ``upscale``, ``explain``, the benchmark): one precisi
 down to the one place that opens the autocast (``render/tiling.render`` for the query archs,
 the benchmark's ``ModelMethod`` for BasicSR's fixed-scale networks); nobody wraps a call in an
 autocast of their own, so no inner context can switch an outer one off. ``serving_precision``
-decides what ``auto`` means on a device: bf16 where the device computes in bfloat16 natively
-(CUDA with bf16 support; a CPU with AVX512-BF16 or AMX), fp16 on other CUDA devices, else fp32.
-``basicsr upscale`` serves ``auto`` by default (what bf16 changes and gains: docs/COMPARE.md,
-measured with ``scripts/measure_bf16.py`` and ``basicsr benchmark --precision fp32 bf16``);
+decides what ``auto`` means on a device: on CUDA bf16 where the GPU has it, else fp16; on the
+CPU fp32. bf16 on a CPU with AVX512-BF16 was measured (docs/COMPARE.md, ``scripts/measure_bf16.py``
+and ``basicsr benchmark --precision fp32 bf16``): GaussianSR 1.5-1.7x faster at 64² -> 512², short
+of the 2x that would make it the default, so on the CPU it is asked for (``--precision bf16``).
 ``basicsr test``, validation, ``explain`` and the benchmark's quality tables stay fp32 unless asked.
 ``autocast`` opens no context for ``fp32`` (a disabled ``torch.autocast`` would switch off one
 that a caller opened).
@@ -64,18 +64,18 @@ def has_native_bf16(device: torch.device) -> bool:
 
 
 def serving_precision(device: torch.device, requested: str = 'auto') -> str:
-    """The precision a served call runs at on ``device``: ``requested``, or for ``auto`` bf16 where
-    the device has native bfloat16, fp16 on other CUDA devices, fp32 otherwise.
+    """The precision a served call runs at on ``device``: ``requested``, or for ``auto`` on CUDA bf16
+    where the GPU has native bfloat16, else fp16, and fp32 on the CPU (see the module docstring).
 
     Raises:
-        ValueError: ``requested`` is unknown, or bf16 / fp16 on a device that cannot run it.
+        ValueError: ``requested`` is unknown, or bf16 on a GPU without bfloat16.
     """
     if requested not in SERVING_CHOICES:
         raise ValueError(f'--precision must be one of {list(SERVING_CHOICES)}, got {requested!r}')
     if requested == 'auto':
-        if has_native_bf16(device):
-            return 'bf16'
-        return 'fp16' if device.type == 'cuda' else 'fp32'
+        if device.type == 'cuda':
+            return 'bf16' if has_native_bf16(device) else 'fp16'
+        return 'fp32'
     if requested == 'bf16' and device.type == 'cuda' and not torch.cuda.is_bf16_supported():
         raise ValueError(f'--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or fp32')
     return requested
