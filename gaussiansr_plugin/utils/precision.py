@@ -53,16 +53,6 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=precision == 'fp16')
 
 
-def has_native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 matrix products natively (fast), not by emulation."""
-    if device.type == 'cuda':
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == 'cpu':
-        probes = ('_is_avx512_bf16_supported', '_is_amx_tile_supported')  # private, hence guarded
-        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-    return False
-
-
 def serving_precision(device: torch.device, requested: str = 'auto') -> str:
     """The precision a served call runs at on ``device``: ``requested``, or for ``auto`` on CUDA bf16
     where the GPU has native bfloat16, else fp16, and fp32 on the CPU (see the module docstring).
@@ -74,7 +64,7 @@ def serving_precision(device: torch.device, requested: str = 'auto') -> str:
         raise ValueError(f'--precision must be one of {list(SERVING_CHOICES)}, got {requested!r}')
     if requested == 'auto':
         if device.type == 'cuda':
-            return 'bf16' if has_native_bf16(device) else 'fp16'
+            return 'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'
         return 'fp32'
     if requested == 'bf16' and device.type == 'cuda' and not torch.cuda.is_bf16_supported():
         raise ValueError(f'--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or fp32')
