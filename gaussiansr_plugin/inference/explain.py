@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--tile', type=non_negative_int, default=DEFAULT_TILE,
                         help=f'tile side in input pixels, 0 for none (default {DEFAULT_TILE})')
     parser.add_argument('--precision', choices=SERVING_CHOICES, default='fp32',
-                        help='encoder precision (default fp32; auto: as basicsr upscale, bf16 where native)')
+                        help='encoder precision (default fp32; auto: as upscale, bf16 on CUDA, fp32 on the CPU)')
     parser.add_argument('-g', '--gpu-id', type=int, default=None, help='CUDA device (default 0 when CUDA is present)')
     parser.add_argument('--quiet', action='store_true', help='only the summary line')
     return parser
