@@ -44,6 +44,7 @@ from gaussiansr_plugin.utils.options import build_network  # noqa: E402
 
 SET5_LR = osp.join(ROOT, '..', 'shared', 'data', 'benchmark', 'Set5', 'LR_bicubic', 'X4')
 SIDES = ('PyTorch', 'onnxruntime')
+ARCHS = ('GaussianSR', 'LIIF', 'MetaSR')
 SCALES = [('x2', 2.0, 2.0), ('x2.5', 2.5, 2.5), ('x3.6', 3.6, 3.6), ('2.5x3', 3.0, 2.5)]  # label, height, width
 
 
@@ -60,10 +61,11 @@ def metasr_model(folder: str) -> str:
     return f'{option_file}:{checkpoint}'
 
 
-def exported_models(folder: str) -> Dict[str, Tuple[str, str]]:
-    """{arch: (model argument, export folder)}, each exported with ``basicsr export``'s code."""
+def exported_models(folder: str, archs: List[str]) -> Dict[str, Tuple[str, str]]:
+    """{arch: (model argument, export folder)} of ``archs``, each exported with ``basicsr export``'s code."""
     models = {}
-    for name, model_arg in (('GaussianSR', 'gaussiansr'), ('LIIF', 'liif'), ('MetaSR', metasr_model(folder))):
+    for name in archs:
+        model_arg = metasr_model(folder) if name == 'MetaSR' else name.lower()
         start = time.perf_counter()
         out = osp.join(folder, name)
         export_model(model_arg, out)
@@ -177,11 +179,12 @@ def main() -> None:
     parser.add_argument('--parity', action='store_true', help='max |difference| on Set5 instead of speed')
     parser.add_argument('--images', nargs='+', default=['baby', 'bird', 'butterfly', 'head', 'woman'])
     parser.add_argument('--tile', type=int, default=32, help='tile side of --parity (default 32)')
+    parser.add_argument('--archs', nargs='+', choices=ARCHS, default=list(ARCHS), help='default: all three')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f'torch {torch.__version__}, {args.threads} threads; onnxruntime CPU, {args.threads} intra-op threads')
     with tempfile.TemporaryDirectory() as folder:
-        models = exported_models(folder)
+        models = exported_models(folder, args.archs)
         if args.parity:
             parity(models, args.images, args.tile, args.threads)
         else:

@@ -89,6 +89,20 @@ def test_renderer_result_does_not_depend_on_the_chunk():
     assert torch.allclose(splat_query(table, coord, chunk=37), whole, atol=1e-12, rtol=0)
 
 
+def test_unfolded_table_of_the_exported_graphs_renders_the_same():
+    # The exported graphs gather whole window rows from an unfolded table; queries in the four
+    # corners reach its first and last rows (the latter's unfolded tails are zero padding).
+    amp, sx, sy, rho, _ = _random_gaussians(sigma_max=1.0)
+    table = build_splat_table(amp, sx, sy, rho, 4)
+    unfolded = table.unfold()
+    assert unfolded.amplitude.shape == (table.amplitude.shape[0], 9 * 5)
+    assert unfolded.channels == table.channels == 5
+    corners = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64)
+    coord = torch.cat([corners, 2 * torch.rand(396, 2, generator=torch.Generator().manual_seed(4),
+                                               dtype=torch.float64) - 1]).expand(2, 400, 2)
+    assert torch.allclose(splat_query(unfolded, coord), splat_query(table, coord), atol=1e-12, rtol=0)
+
+
 def test_renderer_keeps_float32_under_autocast():
     # Under bfloat16 autocast (an encoder giving bfloat16 features), the exponents, normalizers and
     # sums are float32: the same numbers as a float32 run on the same (rounded) amplitudes.

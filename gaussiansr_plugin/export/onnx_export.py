@@ -5,8 +5,8 @@
 Writes into ``DIR``:
 
 * ``encode.onnx``: ``lq`` (1, 3, h, w), RGB in [0, 1] -> the state tensors (GaussianSR: the
-  bicubic stream ``smooth_feat`` and the splat table ``splat_amplitude``, ``splat_exponent``;
-  LIIF, MetaSR: ``latent``), any h and w;
+  bicubic stream ``smooth_feat`` and the splat table ``splat_amplitude``, ``splat_exponent``,
+  unfolded: ``gaussian_splat.SplatTable.unfold``; LIIF, MetaSR: ``latent``), any h and w;
 * ``query.onnx``: ``lq``, ``coord`` (1, Q, 2), ``cell`` (1, Q, 2), ``placement`` (4, int64) and
   the state tensors -> ``rgb`` (1, Q, 3), any Q. ``coord`` holds HR pixel centres (row, col) in
   [-1, 1] of the whole image, ``cell`` (2 / H, 2 / W); ``placement`` = (origin row, origin col,
@@ -75,7 +75,8 @@ def state_tensors(state: Any) -> Dict[str, torch.Tensor]:
         if state.smooth_feat.shape[1]:
             tensors['smooth_feat'] = state.smooth_feat
         if state.splats is not None:
-            tensors.update(splat_amplitude=state.splats.amplitude, splat_exponent=state.splats.exponent)
+            table = state.splats.unfold()
+            tensors.update(splat_amplitude=table.amplitude, splat_exponent=table.exponent)
         return tensors
     if isinstance(state, LatentState):
         return {'latent': state.feat}
@@ -91,7 +92,7 @@ def rebuild_state(example: Any, lq: torch.Tensor, tensors: Dict[str, torch.Tenso
         if splats is not None:
             splats = dataclasses.replace(splats, amplitude=tensors['splat_amplitude'],
                                          exponent=tensors['splat_exponent'], batch=lq.shape[0], lr_size=size,
-                                         placement=placement)
+                                         placement=placement, unfolded=True)
         smooth = tensors.get('smooth_feat', example.smooth_feat)
         return GaussianSRState(lq=lq, smooth_feat=smooth, splats=splats, placement=placement)
     return LatentState(feat=tensors['latent'], lr_size=size, lq=lq, placement=placement)
