@@ -175,17 +175,13 @@ class MLP(nn.Sequential):
 
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Applies the layers from index ``start`` on (0: all) to ``x``."""
-        # As a matrix: PyTorch's linear does that anyway, and in an exported graph a 2D MatMul and
-        # its bias become one Gemm (onnxruntime fuses them only for 2D inputs).
-        leading = x.shape[:-1]
-        x = x.reshape(-1, x.shape[-1])
         layers = list(self)[start:]
         for layer in layers[:-1]:
             x = layer(x)
         if not self.float32_output:
-            return layers[-1](x).view(*leading, -1)
+            return layers[-1](x)
         with full_precision(x.device):
-            return layers[-1](at_least_float32(x)).view(*leading, -1)
+            return layers[-1](at_least_float32(x))
 
 
 class ImplicitSRNet(nn.Module):
