@@ -167,7 +167,7 @@ def unrelated_onnx(path: Path) -> Path:
     return path
 
 
-def test_bad_export_folders_fail_in_one_line_and_write_nothing(exports, tmp_path, capsys):
+def test_bad_export_folders_fail_in_one_line_and_write_nothing(exports, tmp_path, capsys, monkeypatch):
     folder = exports['gaussiansr'][1]
     missing = copy_export(folder, tmp_path / 'missing')
     (missing / 'query.onnx').unlink()
@@ -188,8 +188,13 @@ def test_bad_export_folders_fail_in_one_line_and_write_nothing(exports, tmp_path
     cases = [(missing, 'query.onnx is missing'), (foreign, 'encode.onnx is not the graph export.json describes'),
              (version, f'format version {manifest.FORMAT_VERSION + 1}'), (renamed, 'query.onnx: inputs [\'x\']'),
              (no_manifest, 'has no export.json'),
+             # `basicsr upscale -o liif` leaves a folder ./liif behind: why `--model liif` now fails.
+             (Path('liif'), 'takes precedence over the shipped weights \'liif\''),
              (unrelated_onnx(tmp_path / 'unrelated.onnx'), 'an ONNX file alone is not enough'),
              (tmp_path / 'nowhere.onnx', 'does not exist')]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'liif').mkdir()
+    (tmp_path / 'liif' / 'photo_x2.png').write_bytes(b'')
     for model, named in cases:
         work = tmp_path / f'run_{model.name}'
         status, err = run_upscale(str(model), work, capsys)
