@@ -5,7 +5,8 @@
 Reads every module of ``gaussiansr_plugin`` with ``ast`` (imports inside functions included,
 nothing is imported) and prints each forbidden edge and each import cycle; exits 1 if there is
 any. Forbidden: a core module (``archs``, ``data``, ``models``, ``render``, ``utils``,
-``visual``) importing a command package (``inference``, ``benchmark``, ``tools``, ``cli``), and
+``visual``) importing a command package (``inference``, ``benchmark``, ``export``, ``tools``,
+``cli``), and
 ``inference`` importing ``tools``.
 """
 import ast
@@ -15,7 +16,7 @@ from typing import Dict, List, Set
 
 PACKAGE = Path(__file__).resolve().parents[1] / 'gaussiansr_plugin'
 CORE = ('archs', 'data', 'models', 'render', 'utils', 'visual')
-COMMANDS = ('inference', 'benchmark', 'tools', 'cli')
+COMMANDS = ('inference', 'benchmark', 'export', 'tools', 'cli')
 
 
 def module_files() -> Dict[str, Path]:
