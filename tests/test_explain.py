@@ -18,7 +18,7 @@ def test_explain_writes_every_figure_at_its_size(tmp_path, capsys):
     cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (21, 27, 3), dtype=np.uint8))
     assert explain.main(['--model', model_arg, '-i', str(image), '-o', str(tmp_path / 'fig'), '--tile', '8']) == 0
     out = capsys.readouterr().out
-    assert f'{21 * 27:,} LR pixels select' in out
+    assert f'{21 * 27:,} LR pixels select' in out and 'kernel_max_prob 0.' in out
     for name, (width, height) in FIGURE_SIZES.items():
         img = cv2.imread(str(tmp_path / 'fig' / f'photo_{name}.png'))
         assert img is not None and img.shape == (height, width, 3), name
@@ -34,6 +34,11 @@ def test_kernel_choices_are_the_same_in_tiles():
     assert np.array_equal(whole.labels, tiled.labels)
     expected = net.classifier(net.encoder(lq)).argmax(1)[0].numpy()
     assert np.array_equal(whole.labels, expected) and whole.counts.sum() == 23 * 19
+    # The classifier's confidence is validation's kernel_max_prob: the one the net tallies in eval.
+    net.pop_kernel_max_prob()
+    net.encode(lq)
+    assert np.allclose(tiled.max_prob, whole.max_prob, rtol=0, atol=1e-12)
+    assert abs(whole.max_prob.mean() - net.pop_kernel_max_prob()) < 1e-12
 
 
 @pytest.mark.parametrize('precision', ['fp32', 'bf16'])

@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
             print(f'Wrote {path} ({FIGURE_SIZES[name][0]}x{FIGURE_SIZES[name][1]})')
     used = int((stats.counts > 0).sum())
     print(f'{args.input}: {stats.labels.size:,} LR pixels select {used} of {len(stats.bank)} kernels; the '
-          f'{stats.dominant()} most selected cover 90% of them. {len(paths)} figures in {args.output}')
+          f'{stats.dominant()} most selected cover 90% of them; kernel_max_prob {stats.max_prob.mean():.4f}. '
+          f'{len(paths)} figures in {args.output}')
     return 0
 
 

@@ -5,7 +5,7 @@ fixed pixel size (``FIGURE_SIZES``) and returned as an RGB uint8 array, so that 
 pictures go to PNG files (``basicsr explain``) and to TensorBoard (validation).
 """
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import matplotlib
 import numpy as np
@@ -37,6 +37,9 @@ class KernelStats:
     labels: np.ndarray  # (h, w) int: argmax of the classifier
     image: np.ndarray  # (h, w, 3) RGB in [0, 1]: the LR input
     sigma_range: Tuple[float, float]  # the bank's allowed σ
+    # (h, w): the classifier's softmax probability of the selected kernel (validation's
+    # ``kernel_max_prob`` is its mean over the LR pixels of a set)
+    max_prob: Optional[np.ndarray] = None
 
     @property
     def counts(self) -> np.ndarray:

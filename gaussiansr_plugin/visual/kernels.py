@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..archs.arch_util import conv_reach, encoder_reach
+from ..archs.arch_util import at_least_float32, conv_reach, encoder_reach
 from ..archs.gaussiansr_arch import GaussianSR
 from ..render.tiling import DEFAULT_TILE, tiled_lr_map
 from ..utils.precision import autocast
@@ -30,16 +30,18 @@ def kernel_stats(net: GaussianSR, lq: torch.Tensor, tile: int = DEFAULT_TILE, pr
     param = next(net.parameters())
     pad = encoder_reach(net.encoder) + conv_reach(net.classifier)
 
-    def select(x: torch.Tensor) -> torch.Tensor:
+    def select(x: torch.Tensor) -> torch.Tensor:  # (1, 2, h, w): the argmax kernel, its probability
         with autocast(param.device, precision):
-            return net.classifier(net.encoder(x)).argmax(1, keepdim=True)
+            logits = net.classifier(net.encoder(x))
+        probs = torch.softmax(at_least_float32(logits), dim=1)  # as GaussianSR.kernel_params in eval
+        return torch.cat([logits.argmax(1, keepdim=True).to(probs.dtype), probs.amax(1, keepdim=True)], dim=1)
 
-    labels = tiled_lr_map(lq.to(param.dtype), select, pad, tile, param.device)
+    selected = tiled_lr_map(lq.to(param.dtype), select, pad, tile, param.device)
     bank = net.bank().double().cpu().numpy()
     net.train(was_training)
     image = lq[0].permute(1, 2, 0).clamp(0, 1).double().cpu().numpy()
-    return KernelStats(bank=bank, labels=labels[0, 0].numpy(), image=image,
-                       sigma_range=(net.bank.sigma_min, net.bank.sigma_max))
+    return KernelStats(bank=bank, labels=selected[0, 0].long().numpy(), image=image,
+                       sigma_range=(net.bank.sigma_min, net.bank.sigma_max), max_prob=selected[0, 1].numpy())
 
 
 def log_validation_figures(net: torch.nn.Module, dataset: Any, tb_logger: Any, current_iter: int) -> None:
