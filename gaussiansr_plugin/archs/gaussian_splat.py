@@ -88,8 +88,9 @@ class SplatTable:
         ((rows, (2r+1)·C) and (rows, 3·(2r+1)), zeros past the end): the 2r+1 pixels of a padded
         map row that a window row covers. An exported graph then gathers 2r+1 rows of (2r+1)·C
         values per query instead of (2r+1)² rows of C: onnxruntime's Gather pays per row. The
-        gathers of the two tables took 17 ms of an exported GaussianSR query's 103 with (2r+1)²
-        rows, 3.4 of 86 unfolded (12,000 queries, one CPU thread, r = 4)."""
+        gathers of the two tables took 16.9 ms of an exported GaussianSR query call of 96.5 ms
+        with (2r+1)² rows, 2.4 ms unfolded (``scripts/profile_onnx_query.py``: 12,000 queries,
+        one CPU thread, r = 4)."""
         if self.unfolded:
             return self
 
