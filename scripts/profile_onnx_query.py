@@ -24,6 +24,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from gaussiansr_plugin.export.manifest import ENCODE_INPUT, GRAPH_FILES  # noqa: E402
 from gaussiansr_plugin.export.onnx_export import export_model  # noqa: E402
+from gaussiansr_plugin.export.onnx_runtime import session_options  # noqa: E402
 from gaussiansr_plugin.utils.loading import load_net  # noqa: E402
 
 WARMUP = 3
@@ -76,10 +77,7 @@ def main() -> None:
     lq = torch.nn.functional.interpolate(small, size=(args.lq, args.lq), mode='bicubic', align_corners=False).clamp(0, 1).numpy()
     with tempfile.TemporaryDirectory() as folder:
         export_model(args.model, osp.join(folder, 'model'))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
-        options.add_session_config_entry('session.intra_op.allow_spinning', '0')  # as onnx_runtime.OnnxNet
-        options.log_severity_level = 3
+        options = session_options(args.threads)  # as basicsr upscale's
         encode = ort.InferenceSession(osp.join(folder, 'model', GRAPH_FILES['encode']), options,
                                       providers=['CPUExecutionProvider'])
         state = dict(zip([o.name for o in encode.get_outputs()], encode.run(None, {ENCODE_INPUT: lq})))

@@ -41,6 +41,20 @@ def is_export_arg(model_arg: Optional[str]) -> bool:
     return osp.isdir(path) or path.lower().endswith('.onnx')
 
 
+def session_options(threads: int) -> Any:
+    """onnxruntime's options for the graphs of an export: ``threads`` intra-op threads, no spinning."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # No spinning: between two graph calls the render loop runs PyTorch ops, whose threads a
+    # spinning pool would compete with (64² -> 512² GaussianSR on 2 cores: 1.34-1.50 s with
+    # spinning, 1.15-1.30 s without).
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    options.log_severity_level = 3  # warnings of graph optimizers are not the user's business
+    return options
+
+
 class OnnxNet:
     """An exported model behind ``ImplicitSRNet``'s inference interface (see the module docstring).
 
@@ -73,14 +87,7 @@ class OnnxNet:
                              f'path of that name takes precedence over the shipped weights {shadowed[0]!r}; run '
                              'from another folder to use them')
         manifest = read_manifest(path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        # No spinning: between two graph calls the render loop runs PyTorch ops, whose threads a
-        # spinning pool would compete with (64² -> 512² GaussianSR on 2 cores: 1.34-1.50 s with
-        # spinning, 1.15-1.30 s without).
-        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-        options.log_severity_level = 3  # warnings of graph optimizers are not the user's business
+        options = session_options(threads or torch.get_num_threads())
         sessions = {}
         for name, file in GRAPH_FILES.items():
             try:
