@@ -5,12 +5,18 @@
 #   scripts/evaluate_long_ablation.sh RUNS_DIR ITER [OUT_DIR]
 #
 # ITER 12000: B100 (all 100 images) and Set14 at x2, x3, x4, x3.6, x6; any other ITER (1500,
-# 3000, 6000): B100's first 30 images at x2 and x4. One `basicsr benchmark` run over the rows
-# whose net_g_ITER.pth exists (GaussianSR, Bicubic-64, LIIF), with every pair of them, then the
-# kernel usage of the GaussianSR checkpoint (`basicsr explain` on the LR x2 of Set14 barbara and
-# comic and Set5 baby: kernels covering 90% of the LR pixels, kernel_max_prob). Outputs in
-# OUT_DIR/iter_ITER (default OUT_DIR: results/ablation12k): the benchmark's files and
-# kernel_usage.txt. Two threads at normal priority: pause the niced training runs first
+# 3000, 6000): B100's first 30 images at x2 and x4. Incremental, so that each row is evaluated
+# once, as soon as its run has reached ITER: one `basicsr benchmark` per row whose net_g_ITER.pth
+# exists (GaussianSR, Bicubic-64, LIIF) and which no OUT_DIR/iter_ITER/*/per_image.csv holds yet (the
+# new ones in OUT_DIR/iter_ITER/ROW/); at 1500
+# also the shipped weights (the old recipe's 1.5k checkpoints, trained before the float32-coordinate
+# fix) as GaussianSR-old, Bicubic-64-old, LIIF-old. Then the kernel usage of each GaussianSR
+# checkpoint not yet explained (`basicsr explain` on the LR x2 of Set14 barbara and comic and Set5
+# baby: kernels covering 90% of the LR pixels, kernel_max_prob) in kernel_usage.txt
+# (kernel_usage_old.txt), and last scripts/summarize_long_ablation.py, which merges the rows'
+# per_image.csv and writes the pairs (GaussianSR:Bicubic-64, GaussianSR:LIIF, Bicubic-64:LIIF, and
+# X:X-old) and the convergence table. Outputs in OUT_DIR/iter_ITER (default OUT_DIR:
+# results/ablation12k). Two threads at normal priority: pause the niced training runs first
 # (kill -STOP) if the evaluation should not wait for them, or leave them to the idle cycles.
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 RUNS_DIR ITER [OUT_DIR]" >&2; exit 2; }
@@ -20,36 +26,39 @@ data=../shared/data/benchmark
 [ -d "$data/B100" ] || { echo "Error: no $data/B100 (the benchmark sets of ../shared/data)" >&2; exit 2; }
 out="$out_root/iter_$iter"
 
-models=(); names=()
-for row in GaussianSR:gaussiansr:GaussianSR Bicubic-64:bicubic64:Bicubic64 LIIF:liif:LIIF; do
-  IFS=: read -r name file run <<<"$row"
-  ckpt="$runs/experiments/Ablation12k_$run/models/net_g_$iter.pth"
-  if [ -f "$ckpt" ]; then
-    models+=(--model "$name=options/ablation/long/train_$file.yml:$ckpt"); names+=("$name")
-  else
-    echo "no $ckpt: $name left out"
-  fi
-done
-[ ${#names[@]} -ge 1 ] || { echo "Error: no checkpoint of iteration $iter under $runs" >&2; exit 2; }
-pairs=()
-for ((i = 0; i < ${#names[@]}; i++)); do
-  for ((j = i + 1; j < ${#names[@]}; j++)); do pairs+=("${names[i]}:${names[j]}"); done
-done
-
 if [ "$iter" = 12000 ]; then
   sets=(B100="$data/B100" Set14="$data/Set14"); scope=(--scales 2 3 4 3.6 6)
 else
   sets=(B100="$data/B100"); scope=(--scales 2 4 --max-images 30)
 fi
-OMP_NUM_THREADS=2 basicsr benchmark "${models[@]}" --sets "${sets[@]}" "${scope[@]}" --no-speed --no-figure \
-  ${pairs[@]:+--pairs "${pairs[@]}"} --out "$out"
+rows=()  # NAME|--model value, one per row to evaluate
+for row in GaussianSR:gaussiansr:GaussianSR Bicubic-64:bicubic64:Bicubic64 LIIF:liif:LIIF; do
+  IFS=: read -r name file run <<<"$row"
+  ckpt="$runs/experiments/Ablation12k_$run/models/net_g_$iter.pth"
+  if [ -f "$ckpt" ]; then
+    rows+=("$name|$name=options/ablation/long/train_$file.yml:$ckpt")
+  else
+    echo "no $ckpt: $name left out"
+  fi
+  [ "$iter" = 1500 ] && rows+=("$name-old|$name-old=$file")
+done
+for row in "${rows[@]}"; do
+  name=${row%%|*}
+  if grep -qs "^$name," "$out"/*/per_image.csv; then echo "$name: evaluated already (under $out)"; continue; fi
+  OMP_NUM_THREADS=2 basicsr benchmark --model "${row#*|}" --sets "${sets[@]}" "${scope[@]}" --no-speed \
+    --no-figure --out "$out/$name"
+done
 
-ckpt="$runs/experiments/Ablation12k_GaussianSR/models/net_g_$iter.pth"
-if [ -f "$ckpt" ]; then
+explain() {  # explain MODEL OUT_FILE: kernel usage on the three images, unless OUT_FILE exists
+  [ -f "$2" ] && { echo "kernel usage: $2 exists"; return; }
   mkdir -p "$out"
   for image in "$data/Set14/LR_bicubic/X2/barbarax2.png" "$data/Set14/LR_bicubic/X2/comicx2.png" \
                "$data/Set5/LR_bicubic/X2/babyx2.png"; do
-    OMP_NUM_THREADS=2 basicsr explain --model "options/ablation/long/train_gaussiansr.yml:$ckpt" -i "$image" \
-      -o "$out/explain" --quiet
-  done | tee "$out/kernel_usage.txt"
-fi
+    OMP_NUM_THREADS=2 basicsr explain --model "$1" -i "$image" -o "$out/explain${3:-}" --quiet
+  done >"$2.part"
+  mv "$2.part" "$2"; cat "$2"
+}
+ckpt="$runs/experiments/Ablation12k_GaussianSR/models/net_g_$iter.pth"
+[ -f "$ckpt" ] && explain "options/ablation/long/train_gaussiansr.yml:$ckpt" "$out/kernel_usage.txt"
+[ "$iter" = 1500 ] && explain gaussiansr "$out/kernel_usage_old.txt" _old
+python scripts/summarize_long_ablation.py "$out_root"

@@ -64,7 +64,8 @@ def _new_figure(name: str) -> Figure:
     return Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
 
 
-def _to_array(fig: Figure) -> np.ndarray:
+def figure_rgb(fig: Figure) -> np.ndarray:
+    """The figure drawn on the Agg canvas, as an (H, W, 3) RGB uint8 array."""
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
@@ -97,7 +98,7 @@ def draw_bank_kernels(stats: KernelStats) -> np.ndarray:
                  'Caption: #index share | σx σy ρ opacity (LR px); fill: opacity; colour: share', fontsize=10)
     mappable = ScalarMappable(cmap='viridis', norm=Normalize(0, shares.max()))
     fig.colorbar(mappable, cax=fig.add_axes((0.93, 0.1, 0.02, 0.8)), label='share of LR pixels')
-    return _to_array(fig)
+    return figure_rgb(fig)
 
 
 def draw_bank_histograms(stats: KernelStats) -> np.ndarray:
@@ -119,7 +120,7 @@ def draw_bank_histograms(stats: KernelStats) -> np.ndarray:
         ax.legend(fontsize=8)
     fig.suptitle(f'Gaussian bank parameters ({len(stats.bank)} kernels)')
     fig.tight_layout()
-    return _to_array(fig)
+    return figure_rgb(fig)
 
 
 def draw_kernel_usage(stats: KernelStats) -> np.ndarray:
@@ -141,7 +142,7 @@ def draw_kernel_usage(stats: KernelStats) -> np.ndarray:
     ax.set_title(f'Kernel selection over {stats.labels.size:,} LR pixels: {used} of {len(shares)} kernels used, '
                  f'{dominant} cover {COVERAGE:.0%}')
     fig.tight_layout()
-    return _to_array(fig)
+    return figure_rgb(fig)
 
 
 def draw_kernel_map(stats: KernelStats) -> np.ndarray:
@@ -169,7 +170,7 @@ def draw_kernel_map(stats: KernelStats) -> np.ndarray:
         ax.set_title(title, fontsize=9, wrap=True)
         ax.axis('off')
     fig.tight_layout()
-    return _to_array(fig)
+    return figure_rgb(fig)
 
 
 def draw_all(stats: KernelStats) -> Dict[str, np.ndarray]:
