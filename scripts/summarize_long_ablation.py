@@ -14,7 +14,6 @@ evaluation covers all 100 images; the curve takes the same 30 as the earlier poi
 kernel usage of ``kernel_usage.txt`` (``basicsr explain``).
 """
 import argparse
-import csv
 import glob
 import re
 import sys

@@ -1,7 +1,9 @@
 """Tiny data and option files for end-to-end tests."""
 import contextlib
+import importlib.util
 import logging
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Dict, Iterator, List
 
 import cv2
@@ -84,3 +86,11 @@ def basicsr_records(name: str = 'basicsr') -> Iterator[List[logging.LogRecord]]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/NAME.py`` imported as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / 'scripts' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,5 +1,4 @@
 """scripts/measure_border_jump.py: a step at LR pixel borders shows as a ratio well above bicubic's."""
-import importlib.util
 import re
 from pathlib import Path
 
@@ -8,17 +7,12 @@ import torch
 
 from conftest import TINY_GAUSSIANSR
 from gaussiansr_plugin.archs import GaussianSR
-from helpers import write_smooth_images, write_yaml
-
-SCRIPT = Path(__file__).resolve().parents[1] / 'scripts' / 'measure_border_jump.py'
+from helpers import load_script, write_smooth_images, write_yaml
 
 
 @pytest.fixture(scope='module')
 def script():
-    spec = importlib.util.spec_from_file_location('measure_border_jump', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('measure_border_jump')
 
 
 def _tiny_net_files(folder: Path, pos_encoding: str):

@@ -1,5 +1,4 @@
 """GaussianSR: the windowed renderer, gradients, determinism, per-pixel kernels, output sizes."""
-import importlib.util
 import math
 import re
 from pathlib import Path
@@ -14,6 +13,7 @@ from gaussiansr_plugin.archs import gaussian_splat
 from gaussiansr_plugin.archs.gaussian_splat import build_splat_table, render_dense, splat_query, window_radius
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_plugin.utils.coord import make_cell, make_coord
+from helpers import load_script
 
 
 def _random_gaussians(sigma_max, b=2, c=5, h=9, w=11, seed=0):
@@ -126,10 +126,7 @@ def test_renderer_benchmark_script_compares_two_renderers(capsys, tmp_path):
                      '    return amplitude, sigma_x, sigma_y, rho\n\n\n'
                      'def splat_query(table, coord):\n'
                      '    return render_dense(*table, coord)\n')
-    script = Path(__file__).resolve().parents[1] / 'scripts' / 'benchmark_renderer.py'
-    spec = importlib.util.spec_from_file_location('benchmark_renderer', script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script('benchmark_renderer')
     threads = torch.get_num_threads()
     try:
         module.main(['--old', str(dense), '--sizes', '16', '--lq-size', '8', '--repeats', '1',

@@ -1,23 +1,19 @@
 """scripts/summarize_long_ablation.py: rows evaluated one at a time give the pairs of one joint run."""
 import csv
-import importlib.util
 from pathlib import Path
 
 import cv2
 import pytest
 
 from gaussiansr_plugin.benchmark import pairs, report
+from helpers import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / 'scripts' / 'summarize_long_ablation.py'
 IMAGES = [f'img{i:02d}' for i in range(32)]  # more than the curve's 30: the 12k evaluation covers all of B100
 
 
 @pytest.fixture(scope='module')
 def script():
-    spec = importlib.util.spec_from_file_location('summarize_long_ablation', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('summarize_long_ablation')
 
 
 def _psnr(method: str, scale: str, index: int, iteration: int) -> float:
