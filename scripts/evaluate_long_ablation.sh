@@ -8,9 +8,9 @@
 # 3000, 6000): B100's first 30 images at x2 and x4. Incremental, so that each row is evaluated
 # once, as soon as its run has reached ITER: one `basicsr benchmark` per row whose net_g_ITER.pth
 # exists (GaussianSR, Bicubic-64, LIIF) and which no OUT_DIR/iter_ITER/*/per_image.csv holds yet (the
-# new ones in OUT_DIR/iter_ITER/ROW/); at 1500
-# also the shipped weights (the old recipe's 1.5k checkpoints, trained before the float32-coordinate
-# fix) as GaussianSR-old, Bicubic-64-old, LIIF-old. Then the kernel usage of each GaussianSR
+# new ones in OUT_DIR/iter_ITER/ROW/); at 1500 and 12000 also the shipped weights (the old recipe's
+# 1.5k checkpoints, trained before the float32-coordinate fix) as GaussianSR-old, Bicubic-64-old,
+# LIIF-old (evaluated whenever asked: they need no run). Then the kernel usage of each GaussianSR
 # checkpoint not yet explained (`basicsr explain` on the LR x2 of Set14 barbara and comic and Set5
 # baby: kernels covering 90% of the LR pixels, kernel_max_prob) in kernel_usage.txt
 # (kernel_usage_old.txt), and last scripts/summarize_long_ablation.py, which merges the rows'
@@ -40,7 +40,8 @@ for row in GaussianSR:gaussiansr:GaussianSR Bicubic-64:bicubic64:Bicubic64 LIIF:
   else
     echo "no $ckpt: $name left out"
   fi
-  [ "$iter" = 1500 ] && rows+=("$name-old|$name-old=$file")
+  # The old rows: at 1500 what the fix (and the later lr step) changed, at 12000 whether to ship the new weights.
+  [[ $iter =~ ^(1500|12000)$ ]] && rows+=("$name-old|$name-old=$file")
 done
 for row in "${rows[@]}"; do
   name=${row%%|*}
