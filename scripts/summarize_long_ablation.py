@@ -5,7 +5,8 @@
 ``scripts/evaluate_long_ablation.sh`` evaluates each row of an iteration in its own folder
 (``RESULTS_DIR/iter_ITER/ROW/``, a ``basicsr benchmark`` output) as soon as that row's run has
 reached the iteration. This merges, per iteration, the rows' ``per_image.csv`` into
-``iter_ITER/per_image.csv`` (Bicubic, in every row's run, once: the runs must agree on it), writes
+``iter_ITER/per_image.csv`` (Bicubic, in every row's run, once: the runs must agree on it) and
+the mean PSNR / SSIM of every row into ``iter_ITER/metrics.md``, writes
 the paired differences of every pair present (GaussianSR − Bicubic-64, GaussianSR − LIIF,
 Bicubic-64 − LIIF, X − X-old) to ``iter_ITER/pairs.csv`` and ``iter_ITER/pairs.md``, then the
 convergence table ``convergence.md`` (printed) and figure ``convergence.png``: the paired
@@ -66,8 +67,25 @@ def kernel_usage(file_path: str) -> Dict[str, Tuple[int, int, float]]:
     return {m['image']: (int(m['used']), int(m['cover']), float(m['prob'])) for m in found if m}
 
 
+def means_table(per_image: List[dict]) -> str:
+    """Markdown: mean PSNR / SSIM over the images, a row per (set, scale), a column per method."""
+    order = ['Bicubic', *ROWS, *(f'{row}-old' for row in ROWS)]
+    methods = sorted(dict.fromkeys(r['method'] for r in per_image), key=lambda m: (order + [m]).index(m))
+    cells: Dict[Tuple[str, str, str], List[dict]] = {}
+    for row in per_image:
+        cells.setdefault((row['set'], row['scale'], row['method']), []).append(row)
+    lines = ['| | ' + ' | '.join(methods) + ' |', '|---|' + '---:|' * len(methods)]
+    for set_name, scale in dict.fromkeys((r['set'], r['scale']) for r in per_image):
+        found = [cells.get((set_name, scale, m), []) for m in methods]
+        lines.append(f'| {set_name} x{scale} ({max(map(len, found))} images) | ' + ' | '.join(
+            f'{np.mean([float(r["psnr"]) for r in f]):.2f} / {np.mean([float(r["ssim"]) for r in f]):.4f}'
+            if f else '—' for f in found) + ' |')
+    return '\n'.join(lines) + '\n\nMean PSNR (dB) / SSIM over the images (Y channel, shave ceil(s)).\n'
+
+
 def summarize_iteration(iter_dir: str) -> Tuple[List[dict], List[dict]]:
-    """Writes iter_dir's merged per_image.csv, pairs.csv and pairs.md; returns (per-image rows, pair rows)."""
+    """Writes iter_dir's merged per_image.csv, metrics.md, pairs.csv and pairs.md; returns (per-image
+    rows, pair rows)."""
     per_image = merge_rows(iter_dir)
     methods = set(r['method'] for r in per_image)
     pairs = [p for p in PAIRS if set(p) <= methods]
@@ -75,6 +93,7 @@ def summarize_iteration(iter_dir: str) -> Tuple[List[dict], List[dict]]:
     atomic_write(csv_text(per_image, PER_IMAGE_COLUMNS).encode(), osp.join(iter_dir, 'per_image.csv'))
     atomic_write(csv_text(rows, PAIR_COLUMNS).encode(), osp.join(iter_dir, 'pairs.csv'))
     atomic_write(render_pairs(pairs, rows).encode(), osp.join(iter_dir, 'pairs.md'))
+    atomic_write(means_table(per_image).encode(), osp.join(iter_dir, 'metrics.md'))
     return per_image, rows
 
 

@@ -54,6 +54,11 @@ def test_rows_evaluated_apart_merge_to_the_joint_runs_pairs(tmp_path, script, ca
         [(r['method_a'], r['method_b'], r['scale'], r['images']) for r in expected]
     assert [float(r['psnr_diff']) for r in written] == pytest.approx([r['psnr_diff'] for r in expected], abs=1e-6)
 
+    means = (iter_dir / 'metrics.md').read_text().splitlines()
+    assert means[0] == '| | Bicubic | GaussianSR | Bicubic-64 | LIIF |'
+    liif_x4 = [r['psnr'] for r in joint if r['method'] == 'LIIF' and r['scale'] == '4']
+    assert means[3].startswith('| B100 x4 (32 images) |') and f'{sum(liif_x4) / len(liif_x4):.2f} / 0.8000 |' in means[3]
+
     # The curve: the first 30 images only, the kernel usage parsed; 3,000 has no pair yet.
     curve = {(r['method_a'], r['method_b'], r['scale']): r for r in script.curve_rows(
         [dict(r, psnr=float(r['psnr'])) for r in merged])}
