@@ -98,8 +98,9 @@ def summarize_iteration(iter_dir: str) -> Tuple[List[dict], List[dict]]:
 
 
 def curve_rows(per_image: List[dict]) -> List[dict]:
-    """The curve's pair rows: CURVE_SET's first CURVE_IMAGES images (in file order), CURVE_SCALES."""
-    names = list(dict.fromkeys(r['image'] for r in per_image if r['set'] == CURVE_SET))[:CURVE_IMAGES]
+    """The curve's pair rows: CURVE_SET's first CURVE_IMAGES images by name (those of the benchmark's
+    ``--max-images``), CURVE_SCALES."""
+    names = sorted(set(r['image'] for r in per_image if r['set'] == CURVE_SET))[:CURVE_IMAGES]
     kept = [r for r in per_image if r['set'] == CURVE_SET and r['image'] in names and r['scale'] in CURVE_SCALES]
     return pair_rows(kept, [p for p in CURVE_PAIRS if set(p) <= set(r['method'] for r in kept)])
 
