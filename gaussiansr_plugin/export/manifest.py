@@ -17,7 +17,7 @@ without this package:
 import hashlib
 import json
 from os import path as osp
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 FORMAT = 'gaussiansr-basicsr-onnx'
 FORMAT_VERSION = 1
@@ -41,6 +41,11 @@ def sha256_of(data_or_path: Any) -> str:
     return digest.hexdigest()
 
 
+def present_export_files(folder: str) -> List[str]:
+    """The files of an export (graphs, then the manifest) that ``folder`` holds."""
+    return [f for f in (*GRAPH_FILES.values(), MANIFEST) if osp.isfile(osp.join(folder, f))]
+
+
 def read_manifest(folder: str) -> Dict[str, Any]:
     """``folder/export.json``, checked: our format and version, both graphs present and unchanged.
 
@@ -50,7 +55,7 @@ def read_manifest(folder: str) -> Dict[str, Any]:
     """
     path = osp.join(folder, MANIFEST)
     if not osp.isfile(path):
-        graphs = [f for f in GRAPH_FILES.values() if osp.isfile(osp.join(folder, f))]
+        graphs = present_export_files(folder)  # the manifest is not among them
         what = f'has {", ".join(graphs)} but ' if graphs else ''
         raise ValueError(f'{folder} {what}has no {MANIFEST}: not a finished basicsr export folder')
     try:

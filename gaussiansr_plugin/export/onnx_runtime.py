@@ -21,7 +21,8 @@ import torch
 from ..render.tiling import QUERY_CHUNK
 from ..weights import shipped_names
 from . import require
-from .manifest import ENCODE_INPUT, GRAPH_FILES, MANIFEST, QUERY_INPUTS, QUERY_OUTPUT, read_manifest
+from .manifest import (ENCODE_INPUT, GRAPH_FILES, MANIFEST, QUERY_INPUTS, QUERY_OUTPUT, present_export_files,
+                       read_manifest)
 
 
 @dataclasses.dataclass
@@ -81,7 +82,7 @@ class OnnxNet:
                              f'wrote ({", ".join(GRAPH_FILES.values())} and {MANIFEST})')
         bare_name = osp.normpath(folder) if not osp.dirname(osp.normpath(folder)) else None
         shadowed = [n for n in shipped_names() if bare_name and n.lower() == bare_name.lower()]
-        if shadowed and not any(osp.exists(osp.join(path, f)) for f in (MANIFEST, *GRAPH_FILES.values())):
+        if shadowed and not present_export_files(path):
             # An existing path wins over a shipped name (weights.resolve_weights_name), so say why.
             raise ValueError(f'--model {folder}: the folder {osp.abspath(path)} holds no export ({MANIFEST}), and a '
                              f'path of that name takes precedence over the shipped weights {shadowed[0]!r}; run '
