@@ -16,8 +16,9 @@
 # (kernel_usage_old.txt), and last scripts/summarize_long_ablation.py, which merges the rows'
 # per_image.csv and writes the pairs (GaussianSR:Bicubic-64, GaussianSR:LIIF, Bicubic-64:LIIF, and
 # X:X-old) and the convergence table. Outputs in OUT_DIR/iter_ITER (default OUT_DIR:
-# results/ablation12k). Two threads at normal priority: pause the niced training runs first
-# (kill -STOP) if the evaluation should not wait for them, or leave them to the idle cycles.
+# results/ablation12k). Two threads (EVAL_THREADS=N for N) at normal priority: pause the niced
+# training runs first (kill -STOP) if the evaluation should not wait for them, or leave them to the
+# idle cycles.
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 RUNS_DIR ITER [OUT_DIR]" >&2; exit 2; }
 runs=$(realpath -m "$1"); iter=$2; out_root=${3:-results/ablation12k}
@@ -25,6 +26,7 @@ cd "$(dirname "$0")/.."
 data=../shared/data/benchmark
 [ -d "$data/B100" ] || { echo "Error: no $data/B100 (the benchmark sets of ../shared/data)" >&2; exit 2; }
 out="$out_root/iter_$iter"
+threads=${EVAL_THREADS:-2}
 
 if [ "$iter" = 12000 ]; then
   sets=(B100="$data/B100" Set14="$data/Set14"); scope=(--scales 2 3 4 3.6 6)
@@ -46,7 +48,7 @@ done
 for row in "${rows[@]}"; do
   name=${row%%|*}
   if grep -qs "^$name," "$out"/*/per_image.csv; then echo "$name: evaluated already (under $out)"; continue; fi
-  OMP_NUM_THREADS=2 basicsr benchmark --model "${row#*|}" --sets "${sets[@]}" "${scope[@]}" --no-speed \
+  OMP_NUM_THREADS=$threads basicsr benchmark --model "${row#*|}" --sets "${sets[@]}" "${scope[@]}" --no-speed \
     --no-figure --out "$out/$name"
 done
 
@@ -55,7 +57,7 @@ explain() {  # explain MODEL OUT_FILE: kernel usage on the three images, unless 
   mkdir -p "$out"
   for image in "$data/Set14/LR_bicubic/X2/barbarax2.png" "$data/Set14/LR_bicubic/X2/comicx2.png" \
                "$data/Set5/LR_bicubic/X2/babyx2.png"; do
-    OMP_NUM_THREADS=2 basicsr explain --model "$1" -i "$image" -o "$out/explain${3:-}" --quiet
+    OMP_NUM_THREADS=$threads basicsr explain --model "$1" -i "$image" -o "$out/explain${3:-}" --quiet
   done >"$2.part"
   mv "$2.part" "$2"; cat "$2"
 }
