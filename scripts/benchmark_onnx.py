@@ -1,6 +1,6 @@
 """onnxruntime against PyTorch eager on the same networks: speed, and with ``--parity`` the pixels.
 
-    python scripts/benchmark_onnx.py --threads 2 [--repeats 5] [--sizes 256 512]
+    python scripts/benchmark_onnx.py --threads 2 [--repeats 5] [--sizes 256 512] [--chunks 3000 12000]
     python scripts/benchmark_onnx.py --parity [--images woman bird] [--tile 32]
 
 Each network (the shipped ``gaussiansr`` and ``liif`` weights; MetaSR as built by
@@ -8,8 +8,8 @@ Each network (the shipped ``gaussiansr`` and ``liif`` weights; MetaSR as built b
 depend on them) is exported with ``basicsr export``'s code into a temporary folder, then:
 
 * speed: a ``--lq``² LR image of smooth noise rendered to every ``--sizes``² output in one tile
-  (``render/tiling.render_image``, queries in chunks of ``upscale.CPU_QUERY_CHUNK``; and the
-  encoder alone, ``encode only``), by PyTorch (``--threads`` threads) and by onnxruntime's CPU
+  (``render/tiling.render_image``, queries in chunks of ``tiling.CPU_QUERY_CHUNK``, the render loop's
+  size on the CPU, or of each ``--chunks`` size in turn, above it too; and the encoder alone, ``encode only``), by PyTorch (``--threads`` threads) and by onnxruntime's CPU
   provider (``--threads`` intra-op threads), each runtime in a worker process of its own, taking
   turns case by case so that a change of background load hits both alike. Not in one process:
   there, once onnxruntime had run, PyTorch's OpenMP threads (default wait policy) took 10x longer
@@ -36,8 +36,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from gaussiansr_plugin.export.onnx_export import export_model  # noqa: E402
 from gaussiansr_plugin.export.onnx_runtime import OnnxNet  # noqa: E402
-from gaussiansr_plugin.inference.upscale import CPU_QUERY_CHUNK  # noqa: E402
-from gaussiansr_plugin.render.tiling import render, render_image  # noqa: E402
+from gaussiansr_plugin.render import tiling  # noqa: E402
+from gaussiansr_plugin.render.tiling import CPU_QUERY_CHUNK, render, render_image  # noqa: E402
 from gaussiansr_plugin.utils.image_io import decode_rgb  # noqa: E402
 from gaussiansr_plugin.utils.loading import load_net  # noqa: E402
 from gaussiansr_plugin.utils.options import build_network  # noqa: E402
@@ -86,56 +86,64 @@ def smooth_noise(size: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(small, size=(size, size), mode='bicubic', align_corners=False).clamp(0, 1)
 
 
-def serve(conn: Any, side: str, models: Dict[str, Tuple[str, str]], threads: int, lq_size: int) -> None:
-    """A worker process of one runtime: times each case (arch, output side; 0: the encoder alone)
-    the parent sends, until None."""
+def serve(conn: Any, side: str, models: Dict[str, Tuple[str, str]], threads: int, lq_size: int,
+          largest_chunk: int) -> None:
+    """A worker process of one runtime: times each case (arch, output side, queries per call; side
+    0: the encoder alone) the parent sends, until None."""
     torch.set_num_threads(threads)
+    tiling.CPU_QUERY_CHUNK = max(largest_chunk, CPU_QUERY_CHUNK)  # the render loop's cap, lifted to measure above it
     nets, lq = load_side(side, models, threads), smooth_noise(lq_size)
     while True:
         case = conn.recv()
         if case is None:
             return
-        name, size = case
+        name, size, chunk = case
         start = time.perf_counter()
         with torch.no_grad():
             if size:
-                render_image(nets[name], lq, (size, size), CPU_QUERY_CHUNK)
+                render_image(nets[name], lq, (size, size), chunk)
             else:
                 nets[name].encode(lq)
         conn.send(time.perf_counter() - start)
 
 
-def speed(models: Dict[str, Tuple[str, str]], threads: int, lq_size: int, sizes: List[int], repeats: int) -> None:
+def speed(models: Dict[str, Tuple[str, str]], threads: int, lq_size: int, sizes: List[int], chunks: List[int],
+          repeats: int) -> None:
     """The timing rounds, each runtime in a process of its own (see the module docstring)."""
     context = multiprocessing.get_context('spawn')
     workers = {}
     for side in SIDES:
         conn, child = context.Pipe()
-        process = context.Process(target=serve, args=(child, side, models, threads, lq_size), daemon=True)
+        process = context.Process(target=serve, args=(child, side, models, threads, lq_size, max(chunks)),
+                                  daemon=True)
         process.start()
         workers[side] = (process, conn)
-    cases = [(name, size) for name in models for size in [0] + sizes]
-    times: Dict[Tuple[str, int, str], List[float]] = {(n, s, side): [] for n, s in cases for side in SIDES}
+    cases = [(name, 0, 0) for name in models]
+    cases += [(name, size, chunk) for name in models for size in sizes for chunk in chunks]
+    cases.sort(key=lambda case: ARCHS.index(case[0]))
+    times: Dict[Tuple[str, int, int, str], List[float]] = {case + (side,): [] for case in cases for side in SIDES}
     try:
         for round_index in range(repeats + 1):  # round 0 warms up
-            for name, size in cases:
+            for case in cases:
                 for side in SIDES:
-                    workers[side][1].send((name, size))
+                    workers[side][1].send(case)
                     seconds = workers[side][1].recv()
                     if round_index:
-                        times[(name, size, side)].append(seconds)
+                        times[case + (side,)].append(seconds)
             print(f'round {round_index} done', flush=True)
     finally:
         for process, conn in workers.values():
             conn.send(None)
             process.join()
-    print(f'\n| arch | {lq_size}² -> | PyTorch eager (ms) | onnxruntime (ms) | onnxruntime / PyTorch |')
-    print('|---|---|---|---|---|')
-    for name, size in cases:
-        torch_t, ort_t = times[(name, size, 'PyTorch')], times[(name, size, 'onnxruntime')]
+    print(f'\n| arch | {lq_size}² -> | queries per call | PyTorch eager (ms) | onnxruntime (ms) | '
+          'onnxruntime / PyTorch |')
+    print('|---|---|---|---|---|---|')
+    for case in cases:
+        name, size, chunk = case
+        torch_t, ort_t = times[case + ('PyTorch',)], times[case + ('onnxruntime',)]
         ratio = statistics.median(o / t for o, t in zip(ort_t, torch_t))
-        print(f'| {name} | {f"{size}²" if size else "encode only"} | {1000 * statistics.median(torch_t):.0f} | '
-              f'{1000 * statistics.median(ort_t):.0f} | {ratio:.2f} |')
+        print(f'| {name} | {f"{size}²" if size else "encoder only"} | {chunk or ""} | '
+              f'{1000 * statistics.median(torch_t):.0f} | {1000 * statistics.median(ort_t):.0f} | {ratio:.2f} |')
 
 
 def parity(models: Dict[str, Tuple[str, str]], images: List[str], tile: int, threads: int) -> None:
@@ -176,11 +184,15 @@ def main() -> None:
     parser.add_argument('--lq', type=int, default=64, help='LR side (default 64)')
     parser.add_argument('--sizes', type=int, nargs='+', default=[256, 512], help='output sides (default 256 512)')
     parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--chunks', type=int, nargs='+', default=[CPU_QUERY_CHUNK],
+                        help=f'queries per network call, each in turn (default {CPU_QUERY_CHUNK}, the render loop\'s on the CPU)')
     parser.add_argument('--parity', action='store_true', help='max |difference| on Set5 instead of speed')
     parser.add_argument('--images', nargs='+', default=['baby', 'bird', 'butterfly', 'head', 'woman'])
     parser.add_argument('--tile', type=int, default=32, help='tile side of --parity (default 32)')
     parser.add_argument('--archs', nargs='+', choices=ARCHS, default=list(ARCHS), help='default: all three')
     args = parser.parse_args()
+    if min(args.chunks) < 1:
+        parser.error(f'--chunks: queries per call must be >= 1, got {min(args.chunks)}')
     torch.set_num_threads(args.threads)
     print(f'torch {torch.__version__}, {args.threads} threads; onnxruntime CPU, {args.threads} intra-op threads')
     with tempfile.TemporaryDirectory() as folder:
@@ -188,7 +200,7 @@ def main() -> None:
         if args.parity:
             parity(models, args.images, args.tile, args.threads)
         else:
-            speed(models, args.threads, args.lq, args.sizes, args.repeats)
+            speed(models, args.threads, args.lq, args.sizes, args.chunks, args.repeats)
 
 
 if __name__ == '__main__':

@@ -18,7 +18,6 @@ from gaussiansr_plugin.inference.command import return_freed_memory
 from gaussiansr_plugin.inference.image_file import read_input
 from gaussiansr_plugin.utils.loading import load_net
 from gaussiansr_plugin.render.tiling import DEFAULT_TILE, render
-from gaussiansr_plugin.inference.upscale import query_chunk
 
 
 def main() -> None:
@@ -36,7 +35,7 @@ def main() -> None:
 
     def timed(group):
         start = time.process_time()
-        render(loaded.net, lq, group, lambda *chunk: None, tile=DEFAULT_TILE, chunk=query_chunk(loaded))
+        render(loaded.net, lq, group, lambda *chunk: None, tile=DEFAULT_TILE, chunk=loaded.query_chunk)
         return time.process_time() - start
 
     together, separate = [], []

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from basicsr.models import build_model
-from gaussiansr_plugin.render.tiling import QUERY_CHUNK, render
+from gaussiansr_plugin.render.tiling import CPU_QUERY_CHUNK, QUERY_CHUNK, render
 
 LR = (30, 34)  # x2.5 -> (75, 85) exactly, so the tie rows and columns are exact ties
 SIZES = {'x2': (60, 68), 'x2.5': (75, 85), 'x2.5x3': (75, 102)}
@@ -109,3 +109,18 @@ def test_a_tie_row_would_differ_by_a_tenth():
     with torch.no_grad():
         other = net(lq, moved, cell)[0].t().double()
     assert (other - tested[:, row]).abs().max() > 1e-2
+
+
+def test_query_calls_on_the_cpu_hold_at_most_the_cpu_chunk(monkeypatch):
+    # val.query_chunk's default (30,000) asked, but on the CPU each call holds at most
+    # CPU_QUERY_CHUNK queries, in whole output rows: larger calls leave the caches (docs/COMPARE.md).
+    model = _model(dict(type='LIIF', **SMALL))
+    net = model.net_g.eval()
+    calls, query = [], net.query
+    monkeypatch.setattr(net, 'query', lambda state, coord, cell: calls.append(coord.shape[1]) or query(state, coord, cell))
+    lq = torch.rand(1, 3, *LR, generator=torch.Generator().manual_seed(2))
+    size = (201, 233)  # 46,833 queries: one call of QUERY_CHUNK would not hold them, two would
+    rendered = _render(net, lq, size, chunk=QUERY_CHUNK)
+    assert QUERY_CHUNK > CPU_QUERY_CHUNK and sum(calls) == size[0] * size[1]
+    assert max(calls) == CPU_QUERY_CHUNK // size[1] * size[1]
+    assert torch.equal(rendered, model.predict(lq, size)[0].double())  # predict (val, test) goes the same way

@@ -72,7 +72,9 @@ class MetaSR(ImplicitSRNet):
         offset = (corner - latent_corner) * size / 2
         inv_scale = cell[..., :1] * size[0] / 2
         q_feat = gather_latent(state, place.to_map(index), unfold=True)
-        weight = self.imnet(torch.cat([offset, inv_scale], dim=-1))
+        # The meta-MLP on 2D input (queries, 3): exported, each layer is one Gemm with its bias,
+        # where on (B, N, 3) onnxruntime added the last layer's bias to the (N, 1728) filters apart.
+        weight = self.imnet(torch.cat([offset, inv_scale], dim=-1).flatten(0, -2))
         weight = weight.view(*q_feat.shape, 3)
         # Heavy work like the meta-MLP, so at the autocast's precision (unlike GaussianSR's and LIIF's
         # 3-wide output layers): widening the per-query 9C x 3 filters to float32 took 3x the bf16

@@ -46,17 +46,13 @@ from tqdm import tqdm
 
 from ..render.receptive_field import receptive_field
 from ..export.onnx_runtime import is_export_arg, load_export
-from ..render.tiling import DEFAULT_TILE, device_and_dtype, plan_spans, render
+from ..render.tiling import DEFAULT_TILE, plan_spans, render
 from ..utils.folders import check_output_folder, list_images
 from ..utils.image_io import ImageError
 from ..utils.loading import LoadedNet, choose_device, load_net
 from ..utils.precision import PRECISION_NAMES, SERVING_CHOICES, serving_precision
 from .command import OneLineParser, message, non_negative_int, run_reporting_errors, trim_heap
 from .image_file import WRITABLE_FORMATS, InputImage, OutputCanvas, output_extension, read_input
-
-# Queries per network call on the CPU: a 256-wide decoder layer then holds 12 MB, which glibc
-# serves again from its heap chunk after chunk (see command.return_freed_memory).
-CPU_QUERY_CHUNK = 12000
 
 
 def positive_float(text: str) -> float:
@@ -151,12 +147,6 @@ def mem_available() -> Optional[int]:
     return None
 
 
-def query_chunk(loaded: LoadedNet) -> int:
-    """The option file's ``val.query_chunk``, at most ``CPU_QUERY_CHUNK`` on the CPU."""
-    on_cpu = device_and_dtype(loaded.net)[0].type == 'cpu'
-    return min(loaded.query_chunk, CPU_QUERY_CHUNK) if on_cpu else loaded.query_chunk
-
-
 def output_paths(image: InputImage, targets: Sequence[Target], out_dir: str, suffix: str, ext: str) -> List[str]:
     stem = osp.splitext(osp.basename(image.path))[0]
     parts = [stem] + ([suffix] if suffix else [])
@@ -197,7 +187,7 @@ def upscale_image(path: str, loaded: LoadedNet, targets: Sequence[Target], args:
             trim_heap()  # return what the tile's activations freed before the next tile allocates
 
         render(loaded.net, image.tensor(), sizes, lambda k, *chunk: canvases[k].put(*chunk), tile=args.tile,
-               tile_pad=args.tile_pad, chunk=query_chunk(loaded), precision=precision, on_tile=tile_done)
+               tile_pad=args.tile_pad, chunk=loaded.query_chunk, precision=precision, on_tile=tile_done)
     del image
     for canvas, out_path in zip(canvases, paths):
         canvas.write(out_path)

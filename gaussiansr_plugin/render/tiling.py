@@ -4,7 +4,7 @@
 (``ArbitraryScaleSRModel.predict``: the one-tile case), ``basicsr upscale`` and ``explain``, the
 benchmark's cost probe (through ``predict``) and the scripts. Queries go to the network in
 chunks of whole output rows, about ``chunk`` queries (``QUERY_CHUNK`` unless ``val.query_chunk``
-says otherwise), at least one row.
+says otherwise; at most ``CPU_QUERY_CHUNK`` on the CPU), at least one row.
 
 Tiles: exact tiles, bounded memory, several sizes per encoder pass.
 
@@ -38,6 +38,11 @@ from .receptive_field import receptive_field
 DEFAULT_TILE = 256
 # Queries per network call unless ``val.query_chunk`` says otherwise (LIIF's eval batch size).
 QUERY_CHUNK = 30000
+# At most this many per call on the CPU, whatever the chunk asked: a 256-wide decoder layer then
+# holds 4 MB, not 12 or 30, nearer the caches. Measured (docs/COMPARE.md, "Exported models", the
+# speed tables): 64² -> 512² in 0.74-0.80x the time of 12,000-query calls for LIIF and MetaSR,
+# 0.98-1.00x for GaussianSR, on 1 and 2 threads; 0.89-0.91x under onnxruntime; 2,000 is slower again.
+CPU_QUERY_CHUNK = 4000
 # sink(target index, row0, row1, col0, col1, rgb (row1 - row0, col1 - col0, 3) float in [0, 1] units)
 Sink = Callable[[int, int, int, int, int, torch.Tensor], None]
 
@@ -137,7 +142,8 @@ def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], s
             receptive field needed: any ``ImplicitSRNet``).
         tile_pad (int | None): LR context around each tile; None: the exact receptive field.
             Smaller is approximate and blends the tiles.
-        chunk (int): Queries per network call, rounded down to whole output rows (at least one).
+        chunk (int): Queries per network call, rounded down to whole output rows (at least one);
+            on the CPU at most ``CPU_QUERY_CHUNK``.
         precision (str): 'fp32', or 'fp16' / 'bf16' autocast for the network's layers
             (``utils/precision.py``); the archs keep positions and sampling in float32 under it.
         on_tile: Called after each tile (progress).
@@ -146,6 +152,8 @@ def render(net: nn.Module, lq: torch.Tensor, sizes: Sequence[Tuple[int, int]], s
         int: The tile padding used (0 for one tile).
     """
     device, dtype = device_and_dtype(net)  # coordinates in the network's precision (float32 or float64)
+    if device.type == 'cpu':
+        chunk = min(chunk, CPU_QUERY_CHUNK)
     h, w = lq.shape[-2:]
     if tile <= 0:  # one tile: the whole image is its own context
         exact_pad = pad = 0
