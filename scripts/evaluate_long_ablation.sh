@@ -7,8 +7,8 @@
 # ITER 12000: B100 (all 100 images) and Set14 at x2, x3, x4, x3.6, x6; any other ITER (1500,
 # 3000, 6000): B100's first 30 images at x2 and x4. Incremental, so that each row is evaluated
 # once, as soon as its run has reached ITER: one `basicsr benchmark` per row whose net_g_ITER.pth
-# exists (GaussianSR, Bicubic-64, LIIF) and which no OUT_DIR/iter_ITER/*/per_image.csv holds yet (the
-# new ones in OUT_DIR/iter_ITER/ROW/); at 1500 and 12000 also the shipped weights (the old recipe's
+# exists (GaussianSR, Bicubic-64, LIIF) and, at 12000, per scale, into OUT_DIR/iter_ITER/ROW/ (at
+# 12000 ROW-xSCALE/) unless that folder has its per_image.csv already (written last, atomically); at 1500 and 12000 also the shipped weights (the old recipe's
 # 1.5k checkpoints, trained before the float32-coordinate fix) as GaussianSR-old, Bicubic-64-old,
 # LIIF-old (evaluated whenever asked: they need no run). Then the kernel usage of each GaussianSR
 # checkpoint not yet explained (`basicsr explain` on the LR x2 of Set14 barbara and comic and Set5
@@ -28,10 +28,12 @@ data=../shared/data/benchmark
 out="$out_root/iter_$iter"
 threads=${EVAL_THREADS:-2}
 
+# One benchmark per row and part: at 12000 a part per scale (each about an hour of B100 and Set14 for a
+# row on one busy core here, so that a stopped evaluation keeps the scales it finished), else one.
 if [ "$iter" = 12000 ]; then
-  sets=(B100="$data/B100" Set14="$data/Set14"); scope=(--scales 2 3 4 3.6 6)
+  sets=(B100="$data/B100" Set14="$data/Set14"); parts=("-x2|2" "-x3|3" "-x4|4" "-x3.6|3.6" "-x6|6"); limit=()
 else
-  sets=(B100="$data/B100"); scope=(--scales 2 4 --max-images 30)
+  sets=(B100="$data/B100"); parts=("|2 4"); limit=(--max-images 30)
 fi
 rows=()  # NAME|--model value, one per row to evaluate
 for row in GaussianSR:gaussiansr:GaussianSR Bicubic-64:bicubic64:Bicubic64 LIIF:liif:LIIF; do
@@ -47,9 +49,13 @@ for row in GaussianSR:gaussiansr:GaussianSR Bicubic-64:bicubic64:Bicubic64 LIIF:
 done
 for row in "${rows[@]}"; do
   name=${row%%|*}
-  if grep -qs "^$name," "$out"/*/per_image.csv; then echo "$name: evaluated already (under $out)"; continue; fi
-  OMP_NUM_THREADS=$threads basicsr benchmark --model "${row#*|}" --sets "${sets[@]}" "${scope[@]}" --no-speed \
-    --no-figure --out "$out/$name"
+  for part in "${parts[@]}"; do
+    folder="$out/$name${part%%|*}"  # ROW, or ROW-xSCALE at 12000
+    if [ -f "$folder/per_image.csv" ]; then echo "$name${part%%|*}: evaluated already ($folder)"; continue; fi
+    read -ra scales <<<"${part#*|}"
+    OMP_NUM_THREADS=$threads basicsr benchmark --model "${row#*|}" --sets "${sets[@]}" --scales "${scales[@]}" \
+      "${limit[@]}" --no-speed --no-figure --out "$folder"
+  done
 done
 
 explain() {  # explain MODEL OUT_FILE: kernel usage on the three images, unless OUT_FILE exists
