@@ -8,7 +8,7 @@ reached the iteration. This merges, per iteration, the rows' ``per_image.csv`` i
 ``iter_ITER/per_image.csv`` (Bicubic, in every row's run, once: the runs must agree on it) and
 the mean PSNR / SSIM of every row into ``iter_ITER/metrics.md``, writes
 the paired differences of every pair present (GaussianSR − Bicubic-64, GaussianSR − LIIF,
-Bicubic-64 − LIIF, X − X-old) to ``iter_ITER/pairs.csv`` and ``iter_ITER/pairs.md``, then the
+Bicubic-64 − LIIF, X − X-old, and the first three among the old rows) to ``iter_ITER/pairs.csv`` and ``iter_ITER/pairs.md``, then the
 convergence table ``convergence.md`` (printed) and figure ``convergence.png``: the paired
 differences on B100's first 30 images at x2 and x4 against iterations (the 12,000-iteration
 evaluation covers all 100 images; the curve takes the same 30 as the earlier points) and the
@@ -33,6 +33,7 @@ from gaussiansr_plugin.visual.figures import figure_rgb  # noqa: E402
 ROWS = ('GaussianSR', 'Bicubic-64', 'LIIF')
 PAIRS = [('GaussianSR', 'Bicubic-64'), ('GaussianSR', 'LIIF'), ('Bicubic-64', 'LIIF')]
 PAIRS += [(row, f'{row}-old') for row in ROWS]
+PAIRS += [(f'{a}-old', f'{b}-old') for a, b in PAIRS[:3]]  # the shipped weights among themselves, on the same images
 CURVE_PAIRS = PAIRS[:2]  # the issue's two questions: does G − B64 grow, does G − LIIF shrink
 CURVE_SET, CURVE_IMAGES, CURVE_SCALES = 'B100', 30, ('2', '4')
 KERNEL_LINE = re.compile(r'(?P<image>[^/\s]+)x2\.png: [\d,]+ LR pixels select (?P<used>\d+) of \d+ kernels; '
@@ -55,7 +56,8 @@ def merge_rows(iter_dir: str) -> List[dict]:
                                      f'row folder ({row["psnr"]} vs {merged[key]["psnr"]})')
                 continue
             merged[key] = row  # a non-Bicubic repeat is left to pair_rows, which names it
-    return list(merged.values())
+    # Scales in numeric order: the folders (ROW-xSCALE at 12000) come in name order, x3.6 before x3.
+    return sorted(merged.values(), key=lambda row: float(row['scale']))
 
 
 def kernel_usage(file_path: str) -> Dict[str, Tuple[int, int, float]]:
