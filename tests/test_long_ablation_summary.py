@@ -84,3 +84,22 @@ def test_row_folders_that_disagree_on_bicubic_are_refused(tmp_path, script, caps
     err = capsys.readouterr().err
     assert 'LIIF/per_image.csv: Bicubic B100 x2 img00 differs' in err
     assert not (iter_dir / 'pairs.csv').exists()
+
+
+def test_an_iteration_kept_only_as_its_merged_file_stays_on_the_curve(tmp_path, script, capsys):
+    # docs/ablation12k keeps 1,500-6,000 as merged files only, and 12,000 as row folders: the curve
+    # must hold them all, and the merged file must not be rewritten.
+    kept = tmp_path / 'iter_1500'
+    rows = _write_row_folder(kept / 'all', ['GaussianSR', 'Bicubic-64', 'LIIF'], 1500)
+    (kept / 'all' / 'per_image.csv').rename(kept / 'per_image.csv')
+    (kept / 'all').rmdir()
+    before = (kept / 'per_image.csv').read_text()
+    _write_row_folder(tmp_path / 'iter_12000' / 'GaussianSR', ['GaussianSR'], 12000)
+
+    assert script.main([str(tmp_path)]) == 0
+    lines = {line.split(' |')[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith('| ')}
+    first30 = [r for r in rows if r['image'] in IMAGES[:30]]
+    g_b64_x2 = [r for r in pairs.pair_rows(first30, [('GaussianSR', 'Bicubic-64')]) if r['scale'] == '2'][0]
+    assert f'{g_b64_x2["psnr_diff"]:+.3f} ± {g_b64_x2["ci95"]:.3f}' in lines['| 1,500']
+    assert '| 12,000' in lines
+    assert (kept / 'per_image.csv').read_text() == before
