@@ -8,8 +8,9 @@ Each network (the shipped ``gaussiansr`` and ``liif`` weights; MetaSR as built b
 depend on them) is exported with ``basicsr export``'s code into a temporary folder, then:
 
 * speed: a ``--lq``² LR image of smooth noise rendered to every ``--sizes``² output in one tile
-  (``render/tiling.render_image``, queries in chunks of ``tiling.CPU_QUERY_CHUNK``, the render loop's
-  size on the CPU, or of each ``--chunks`` size in turn, above it too; and the encoder alone, ``encode only``), by PyTorch (``--threads`` threads) and by onnxruntime's CPU
+  (``render/tiling.render_image``, queries in chunks of ``tiling.CPU_QUERY_CHUNK``, the render
+  loop's size on the CPU, or of each ``--chunks`` size in turn, above it too; and the encoder
+  alone, ``encoder only``), by PyTorch (``--threads`` threads) and by onnxruntime's CPU
   provider (``--threads`` intra-op threads), each runtime in a worker process of its own, taking
   turns case by case so that a change of background load hits both alike. Not in one process:
   there, once onnxruntime had run, PyTorch's OpenMP threads (default wait policy) took 10x longer
@@ -185,7 +186,8 @@ def main() -> None:
     parser.add_argument('--sizes', type=int, nargs='+', default=[256, 512], help='output sides (default 256 512)')
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--chunks', type=int, nargs='+', default=[CPU_QUERY_CHUNK],
-                        help=f'queries per network call, each in turn (default {CPU_QUERY_CHUNK}, the render loop\'s on the CPU)')
+                        help=f'queries per network call, each in turn (default {CPU_QUERY_CHUNK}, '
+                        'the render loop\'s on the CPU)')
     parser.add_argument('--parity', action='store_true', help='max |difference| on Set5 instead of speed')
     parser.add_argument('--images', nargs='+', default=['baby', 'bird', 'butterfly', 'head', 'woman'])
     parser.add_argument('--tile', type=int, default=32, help='tile side of --parity (default 32)')

@@ -8,9 +8,10 @@
 # 3000, 6000): B100's first 30 images at x2 and x4. Incremental, so that each row is evaluated
 # once, as soon as its run has reached ITER: one `basicsr benchmark` per row whose net_g_ITER.pth
 # exists (GaussianSR, Bicubic-64, LIIF) and, at 12000, per scale, into OUT_DIR/iter_ITER/ROW/ (at
-# 12000 ROW-xSCALE/) unless that folder has its per_image.csv already (written last, atomically); at 1500 and 12000 also the shipped weights (the old recipe's
-# 1.5k checkpoints, trained before the float32-coordinate fix) as GaussianSR-old, Bicubic-64-old,
-# LIIF-old (evaluated whenever asked: they need no run). Then the kernel usage of each GaussianSR
+# 12000 ROW-xSCALE/) unless that folder has its per_image.csv already (written last, atomically);
+# at 1500 and 12000 also the shipped weights (the old recipe's 1.5k checkpoints, trained before the
+# float32-coordinate fix) as GaussianSR-old, Bicubic-64-old, LIIF-old (evaluated whenever asked:
+# they need no run). Then the kernel usage of each GaussianSR
 # checkpoint not yet explained (`basicsr explain` on the LR x2 of Set14 barbara and comic and Set5
 # baby: kernels covering 90% of the LR pixels, kernel_max_prob) in kernel_usage.txt
 # (kernel_usage_old.txt), and last scripts/summarize_long_ablation.py, which merges the rows'
@@ -28,8 +29,8 @@ data=../shared/data/benchmark
 out="$out_root/iter_$iter"
 threads=${EVAL_THREADS:-2}
 
-# One benchmark per row and part: at 12000 a part per scale (each about an hour of B100 and Set14 for a
-# row on one busy core here, so that a stopped evaluation keeps the scales it finished), else one.
+# One benchmark per row and part: at 12000 a part per scale (6-15 minutes of B100 and Set14 for a row
+# on one core shared with training here), so that a stopped evaluation keeps the scales it finished.
 if [ "$iter" = 12000 ]; then
   sets=(B100="$data/B100" Set14="$data/Set14"); parts=("-x2|2" "-x3|3" "-x4|4" "-x3.6|3.6" "-x6|6"); limit=()
 else

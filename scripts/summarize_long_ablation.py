@@ -8,10 +8,10 @@ reached the iteration. This merges, per iteration, the rows' ``per_image.csv`` i
 ``iter_ITER/per_image.csv`` (Bicubic, in every row's run, once: the runs must agree on it) and
 the mean PSNR / SSIM of every row into ``iter_ITER/metrics.md``, writes
 the paired differences of every pair present (GaussianSR − Bicubic-64, GaussianSR − LIIF,
-Bicubic-64 − LIIF, X − X-old, and the first three among the old rows) to ``iter_ITER/pairs.csv`` and ``iter_ITER/pairs.md``, then the
-convergence table ``convergence.md`` (printed) and figure ``convergence.png`` (an iteration whose
-row folders are gone but whose merged ``per_image.csv`` is kept, as in docs/ablation12k/, counts
-with that file): the paired
+Bicubic-64 − LIIF, X − X-old, and the first three among the old rows) to ``iter_ITER/pairs.csv``
+and ``iter_ITER/pairs.md``, then the convergence table ``convergence.md`` (printed) and figure
+``convergence.png`` (an iteration whose row folders are gone but whose merged ``per_image.csv``
+is kept, as in docs/ablation12k/, counts with that file): the paired
 differences on B100's first 30 images at x2 and x4 against iterations (the 12,000-iteration
 evaluation covers all 100 images; the curve takes the same 30 as the earlier points) and the
 kernel usage of ``kernel_usage.txt`` (``basicsr explain``).
@@ -172,10 +172,12 @@ def main(argv=None) -> int:
     for iter_dir in glob.glob(osp.join(args.results, 'iter_*')):
         match = re.fullmatch(r'iter_(\d+)', osp.basename(iter_dir))
         merged_file = osp.join(iter_dir, 'per_image.csv')
+        if not match:
+            continue
         try:
-            if match and glob.glob(osp.join(iter_dir, '*', 'per_image.csv')):
+            if glob.glob(osp.join(iter_dir, '*', 'per_image.csv')):
                 per_image, _ = summarize_iteration(iter_dir)
-            elif match and osp.isfile(merged_file):  # only the merged files kept (docs/ablation12k): read, not rewritten
+            elif osp.isfile(merged_file):  # only the merged files kept (docs/ablation12k): read, not rewritten
                 per_image = read_per_image(merged_file)
             else:
                 continue

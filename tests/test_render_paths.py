@@ -117,7 +117,8 @@ def test_query_calls_on_the_cpu_hold_at_most_the_cpu_chunk(monkeypatch):
     model = _model(dict(type='LIIF', **SMALL))
     net = model.net_g.eval()
     calls, query = [], net.query
-    monkeypatch.setattr(net, 'query', lambda state, coord, cell: calls.append(coord.shape[1]) or query(state, coord, cell))
+    monkeypatch.setattr(net, 'query',
+                        lambda state, coord, cell: calls.append(coord.shape[1]) or query(state, coord, cell))
     lq = torch.rand(1, 3, *LR, generator=torch.Generator().manual_seed(2))
     size = (201, 233)  # 46,833 queries: one call of QUERY_CHUNK would not hold them, two would
     rendered = _render(net, lq, size, chunk=QUERY_CHUNK)
