@@ -38,8 +38,9 @@ class LatentState:
 
     ``feat`` is a per-pixel map (B, C, h, w) zero-padded by one pixel (as
     ``F.unfold(..., padding=1)`` pads) and flattened channels-last, (B, (h + 2) * (w + 2), C),
-    so that one ``index_select`` fetches the neighbourhoods of all queries. For MetaSR it is the
-    encoder output; for LIIF, the latent term of its MLP's first layer (see ``project_latent``).
+    so that one ``index_select`` fetches the neighbourhoods of all queries. For LIIF it is the
+    latent term of its MLP's first layer, for MetaSR its filter projected per pixel (both made by
+    ``project_latent``).
     ``lq`` is the input image, kept for the optional RGB skip (a reference, not a copy).
     ``placement`` says where the map lies in the image the queries refer to (a tile's).
     """

@@ -40,8 +40,9 @@ DEFAULT_TILE = 256
 QUERY_CHUNK = 30000
 # At most this many per call on the CPU, whatever the chunk asked: a 256-wide decoder layer then
 # holds 4 MB, not 12 or 30, nearer the caches. Measured (docs/COMPARE.md, "Exported models", the
-# speed tables): 64² -> 512² in 0.74-0.80x the time of 12,000-query calls for LIIF and MetaSR,
-# 0.98-1.00x for GaussianSR, on 1 and 2 threads; 0.89-0.92x under onnxruntime; 2,000 is slower again.
+# speed tables): 64² -> 256² and 512² in 0.83-0.85x the time of 12,000-query calls for LIIF,
+# 0.90-0.94x for GaussianSR, 0.32-0.53x for MetaSR, on 1 and 2 threads; 0.85-0.99x under
+# onnxruntime. 2,000 is slower again for GaussianSR and LIIF, faster for MetaSR (0.75-0.95x).
 CPU_QUERY_CHUNK = 4000
 # sink(target index, row0, row1, col0, col1, rgb (row1 - row0, col1 - col0, 3) float in [0, 1] units)
 Sink = Callable[[int, int, int, int, int, torch.Tensor], None]
