@@ -11,7 +11,8 @@ the paired differences of every pair present (GaussianSR − Bicubic-64, Gaussia
 Bicubic-64 − LIIF, X − X-old, and the first three among the old rows) to ``iter_ITER/pairs.csv``
 and ``iter_ITER/pairs.md``, then the convergence table ``convergence.md`` (printed) and figure
 ``convergence.png`` (an iteration whose row folders are gone but whose merged ``per_image.csv``
-is kept, as in docs/ablation12k/, counts with that file): the paired
+is kept, as in docs/ablation12k/, counts with that file; a row folder added to such an iteration
+joins the rows of that file): the paired
 differences on B100's first 30 images at x2 and x4 against iterations (the 12,000-iteration
 evaluation covers all 100 images; the curve takes the same 30 as the earlier points) and the
 kernel usage of ``kernel_usage.txt`` (``basicsr explain``).
@@ -43,21 +44,34 @@ KERNEL_LINE = re.compile(r'(?P<image>[^/\s]+)x2\.png: [\d,]+ LR pixels select (?
 
 
 def merge_rows(iter_dir: str) -> List[dict]:
-    """The per-image rows of every row folder of one iteration, Bicubic once.
+    """The per-image rows of every row folder of one iteration, Bicubic once, and from the
+    iteration's merged ``per_image.csv`` (when there is one) the rows of every method that no
+    folder holds: docs/ablation12k keeps only that file, so a row evaluated later joins the
+    iteration's committed rows without re-evaluating them.
 
     Raises:
-        ValueError: Two folders with different Bicubic PSNR for the same image.
+        ValueError: Two sources with different Bicubic PSNR for the same image.
     """
     merged: Dict[Tuple[str, str, str, str], dict] = {}
+
+    def add(row: dict, source: str) -> None:
+        key = (row['method'], row['set'], row['scale'], row['image'])
+        if key in merged and row['method'] == 'Bicubic':
+            if abs(merged[key]['psnr'] - row['psnr']) > 1e-6:
+                raise ValueError(f'{source}: Bicubic {key[1]} x{key[2]} {key[3]} differs from an earlier '
+                                 f'row folder ({row["psnr"]} vs {merged[key]["psnr"]})')
+            return
+        merged[key] = row  # a non-Bicubic repeat is left to pair_rows, which names it
+
     for file_path in sorted(glob.glob(osp.join(iter_dir, '*', 'per_image.csv'))):
         for row in read_per_image(file_path):
-            key = (row['method'], row['set'], row['scale'], row['image'])
-            if key in merged and row['method'] == 'Bicubic':
-                if abs(merged[key]['psnr'] - row['psnr']) > 1e-6:
-                    raise ValueError(f'{file_path}: Bicubic {key[1]} x{key[2]} {key[3]} differs from an earlier '
-                                     f'row folder ({row["psnr"]} vs {merged[key]["psnr"]})')
-                continue
-            merged[key] = row  # a non-Bicubic repeat is left to pair_rows, which names it
+            add(row, file_path)
+    in_folders = {key[0] for key in merged} - {'Bicubic'}
+    merged_file = osp.join(iter_dir, 'per_image.csv')
+    if osp.isfile(merged_file):
+        for row in read_per_image(merged_file):
+            if row['method'] not in in_folders:
+                add(row, merged_file)
     # Scales in numeric order: the folders (ROW-xSCALE at 12000) come in name order, x3.6 before x3.
     return sorted(merged.values(), key=lambda row: float(row['scale']))
 

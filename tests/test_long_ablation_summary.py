@@ -103,3 +103,36 @@ def test_an_iteration_kept_only_as_its_merged_file_stays_on_the_curve(tmp_path, 
     assert f'{g_b64_x2["psnr_diff"]:+.3f} ± {g_b64_x2["ci95"]:.3f}' in lines['| 1,500']
     assert '| 12,000' in lines
     assert (kept / 'per_image.csv').read_text() == before
+
+
+def test_a_row_evaluated_later_joins_an_iteration_kept_as_its_merged_file(tmp_path, script, capsys):
+    # docs/ablation12k/iter_6000 holds GaussianSR and Bicubic-64 as a merged file only; LIIF's 6,000
+    # checkpoint came later, evaluated into its own folder: the iteration then has all three rows.
+    iter_dir = tmp_path / 'iter_6000'
+    rows = _write_row_folder(iter_dir / 'old', ['GaussianSR', 'Bicubic-64'], 6000)
+    (iter_dir / 'old' / 'per_image.csv').rename(iter_dir / 'per_image.csv')
+    (iter_dir / 'old').rmdir()
+    rows += [r for r in _write_row_folder(iter_dir / 'LIIF', ['LIIF'], 6000) if r['method'] == 'LIIF']
+
+    assert script.main([str(tmp_path)]) == 0
+    with open(iter_dir / 'per_image.csv', newline='') as f:
+        merged = list(csv.DictReader(f))
+    assert sorted((r['method'], r['scale'], r['image'], float(r['psnr'])) for r in merged) == \
+        sorted((r['method'], r['scale'], r['image'], r['psnr']) for r in rows)
+    with open(iter_dir / 'pairs.csv', newline='') as f:
+        assert {(r['method_a'], r['method_b']) for r in csv.DictReader(f)} == {
+            ('GaussianSR', 'Bicubic-64'), ('GaussianSR', 'LIIF'), ('Bicubic-64', 'LIIF')}
+    # Summarized again (the merged file now holds LIIF too, and the folder still does): the same rows.
+    before = (iter_dir / 'per_image.csv').read_text()
+    assert script.main([str(tmp_path)]) == 0
+    assert (iter_dir / 'per_image.csv').read_text() == before
+
+    # A LIIF folder whose Bicubic disagrees with the kept file is refused.
+    (iter_dir / 'LIIF' / 'per_image.csv').unlink()
+    (iter_dir / 'LIIF').rmdir()
+    _write_row_folder(iter_dir / 'LIIF', ['LIIF'], 6000, bicubic_shift=0.01)
+    (iter_dir / 'per_image.csv').write_text(report.csv_text(
+        [r for r in rows if r['method'] != 'LIIF'], report.PER_IMAGE_COLUMNS))
+    capsys.readouterr()
+    assert script.main([str(tmp_path)]) == 1
+    assert 'iter_6000/per_image.csv: Bicubic B100 x2 img00 differs' in capsys.readouterr().err
