@@ -36,9 +36,10 @@ class MetaSR(ImplicitSRNet):
     instead of predicting a 9C x 3 filter per query (9C x 3 x D multiply-adds). A pixel serves
     about scale^2 queries, so at x4 the filter costs 1/16 of what it did; the state holds 3 (D + 1)
     values a pixel instead of C (771 instead of 64 with the defaults: 0.8 MB per 256 LR pixels).
-    Measured against the per-query filter (the class of 690701f; 2 CPU threads, fp32): 64² -> 128², 256², 512² in
-    0.56-0.70x, 0.28-0.30x and 0.12-0.20x the time; a training step of the recipe (16 x 2,304
-    queries on 48² LR patches, one query per LR pixel, so the same multiply-adds) in 1.05-1.10x.
+    Measured against the per-query filter (the class of 690701f; 2 CPU threads, fp32): 64² ->
+    128², 256², 512² in 0.56-0.70x, 0.28-0.30x and 0.12-0.20x the time; a training step of the
+    recipe (16 x 2,304 queries on 48² LR patches, one query per LR pixel, so the same
+    multiply-adds) in 1.05-1.10x.
 
     ``rgb_skip`` is OUR extension, off by default (Meta-SR as published): the filtered feature is
     a residual over the bicubic sample of the LR image (output ``rgb * 0.5 + bicubic``); the
@@ -103,12 +104,12 @@ class MetaSR(ImplicitSRNet):
         # one Gemm with its bias. Its first layer is thin (3 inputs): float32 under autocast too, so
         # the offset and scale are never rounded to half precision (see ``full_precision``).
         hidden = torch.cat([offset, inv_scale], dim=-1).flatten(0, -2)
-        for number, layer in enumerate(list(self.imnet)[:-1]):
-            if number == 0:
-                with full_precision(coord.device):
-                    hidden = layer(hidden)
-            else:
-                hidden = layer(hidden)
+        layers = list(self.imnet)[:-1]  # the output layer is in the state (``encode``)
+        if layers:
+            with full_precision(coord.device):
+                hidden = layers[0](hidden)
+        for layer in layers[1:]:
+            hidden = layer(hidden)
         # With a constant 1 as unit D, the bias term is one more product (no split of the gathered rows).
         hidden = torch.cat([at_least_float32(hidden), hidden.new_ones(hidden.shape[0], 1, dtype=torch.float32)], -1)
         projected = gather_latent(state, place.to_map(index), unfold=False)  # (B, Q, 3 (D + 1))
