@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 import torch
 
-from ..render.tiling import QUERY_CHUNK
+from ..render.tiling import query_chunk_or_default
 from ..weights import shipped_names
 from . import require
 from .manifest import (ENCODE_INPUT, GRAPH_FILES, MANIFEST, QUERY_INPUTS, QUERY_OUTPUT, present_export_files,
@@ -189,6 +189,5 @@ def load_export(folder: str, gpu_id: Optional[int] = None, precision: Optional[s
                          '--precision')
     net = OnnxNet(folder, threads)
     source = net.manifest.get('source') or {}
-    chunk = net.manifest.get('query_chunk')
     return LoadedExport(net, osp.join(net.folder, MANIFEST), str(source.get('checkpoint')),
-                        chunk if isinstance(chunk, int) and chunk > 0 else QUERY_CHUNK)
+                        query_chunk_or_default(net.manifest.get('query_chunk')))

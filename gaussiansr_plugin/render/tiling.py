@@ -48,6 +48,12 @@ CPU_QUERY_CHUNK = 4000
 Sink = Callable[[int, int, int, int, int, torch.Tensor], None]
 
 
+def query_chunk_or_default(value: Any) -> int:
+    """``value`` (an option file's ``val.query_chunk``, an export's ``query_chunk``) when it is a
+    positive int, else ``QUERY_CHUNK``."""
+    return value if isinstance(value, int) and value > 0 else QUERY_CHUNK
+
+
 @dataclass(frozen=True)
 class Span:
     """A tile along one axis: LR core [start, stop), LR context [lo, hi), and whether it touches an end."""

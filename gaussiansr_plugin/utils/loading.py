@@ -19,7 +19,7 @@ import torch
 
 from .. import weights
 from ..archs.arch_util import ImplicitSRNet
-from ..render.tiling import QUERY_CHUNK
+from ..render.tiling import query_chunk_or_default
 from .checkpoint import find_checkpoint, load_weights, param_key_of, read_weights
 from .command_line import resolve_model_arg
 from .options import build_network, load_option_file
@@ -122,9 +122,8 @@ def load_net(model_arg: Optional[str], device: torch.device) -> LoadedNet:
     weights = read_weights(source.checkpoint, param_key=source.param_key)
     load_weights(net, weights, strict=True)
     net.eval().requires_grad_(False).to(device)
-    chunk = (opt.get('val') or {}).get('query_chunk', QUERY_CHUNK)
-    return LoadedNet(net, option_file, weights.path, chunk if isinstance(chunk, int) and chunk > 0 else
-                     QUERY_CHUNK, weights.converted)
+    chunk = query_chunk_or_default((opt.get('val') or {}).get('query_chunk'))
+    return LoadedNet(net, option_file, weights.path, chunk, weights.converted)
 
 
 def choose_device(gpu_id: Optional[int]) -> torch.device:
