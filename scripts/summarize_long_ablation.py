@@ -185,9 +185,9 @@ def main(argv=None) -> int:
     points = {}
     for iter_dir in glob.glob(osp.join(args.results, 'iter_*')):
         match = re.fullmatch(r'iter_(\d+)', osp.basename(iter_dir))
-        merged_file = osp.join(iter_dir, 'per_image.csv')
         if not match:
             continue
+        merged_file = osp.join(iter_dir, 'per_image.csv')
         try:
             if glob.glob(osp.join(iter_dir, '*', 'per_image.csv')):
                 per_image, _ = summarize_iteration(iter_dir)
