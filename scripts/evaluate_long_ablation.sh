@@ -19,7 +19,8 @@
 # X:X-old) and the convergence table. Outputs in OUT_DIR/iter_ITER (default OUT_DIR:
 # results/ablation12k). Two threads (EVAL_THREADS=N for N) at normal priority: pause the niced
 # training runs first (kill -STOP) if the evaluation should not wait for them, or leave them to the
-# idle cycles.
+# idle cycles. ROWS="GaussianSR LIIF" (names as above) evaluates only those rows (and their -old
+# rows), so that two invocations with disjoint ROWS can run side by side, one thread each.
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 RUNS_DIR ITER [OUT_DIR]" >&2; exit 2; }
 runs=$(realpath -m "$1"); iter=$2; out_root=${3:-results/ablation12k}
@@ -36,9 +37,14 @@ if [ "$iter" = 12000 ]; then
 else
   sets=(B100="$data/B100"); parts=("|2 4"); limit=(--max-images 30)
 fi
+wanted=" ${ROWS:-GaussianSR Bicubic-64 LIIF} "
+for name in $wanted; do
+  [[ $name =~ ^(GaussianSR|Bicubic-64|LIIF)$ ]] || { echo "Error: ROWS: unknown row $name (rows: GaussianSR Bicubic-64 LIIF)" >&2; exit 2; }
+done
 rows=()  # NAME|--model value, one per row to evaluate
 for row in GaussianSR:gaussiansr:GaussianSR Bicubic-64:bicubic64:Bicubic64 LIIF:liif:LIIF; do
   IFS=: read -r name file run <<<"$row"
+  [[ $wanted == *" $name "* ]] || continue
   ckpt="$runs/experiments/Ablation12k_$run/models/net_g_$iter.pth"
   if [ -f "$ckpt" ]; then
     rows+=("$name|$name=options/ablation/long/train_$file.yml:$ckpt")
@@ -69,6 +75,6 @@ explain() {  # explain MODEL OUT_FILE: kernel usage on the three images, unless 
   mv "$2.part" "$2"; cat "$2"
 }
 ckpt="$runs/experiments/Ablation12k_GaussianSR/models/net_g_$iter.pth"
-[ -f "$ckpt" ] && explain "options/ablation/long/train_gaussiansr.yml:$ckpt" "$out/kernel_usage.txt"
-[ "$iter" = 1500 ] && explain gaussiansr "$out/kernel_usage_old.txt" _old
+[[ $wanted == *" GaussianSR "* && -f $ckpt ]] && explain "options/ablation/long/train_gaussiansr.yml:$ckpt" "$out/kernel_usage.txt"
+[[ $wanted == *" GaussianSR "* && $iter = 1500 ]] && explain gaussiansr "$out/kernel_usage_old.txt" _old
 python scripts/summarize_long_ablation.py "$out_root"
