@@ -9,9 +9,10 @@
 # once, as soon as its run has reached ITER: one `basicsr benchmark` per row whose net_g_ITER.pth
 # exists (GaussianSR, Bicubic-64, LIIF) and, at 12000, per scale, into OUT_DIR/iter_ITER/ROW/ (at
 # 12000 ROW-xSCALE/) unless that folder has its per_image.csv already (written last, atomically);
-# at 1500 and 12000 also the shipped weights (the old recipe's 1.5k checkpoints, trained before the
-# float32-coordinate fix) as GaussianSR-old, Bicubic-64-old, LIIF-old (evaluated whenever asked:
-# they need no run). Then the kernel usage of each GaussianSR
+# at 1500 and 12000 also the old recipe's 1.5k checkpoints (trained before the float32-coordinate
+# fix; shipped until issue 19 replaced them, so taken from git history, OLD_WEIGHTS_COMMIT, default
+# 270f395, into OUT_DIR/old_weights/) as GaussianSR-old, Bicubic-64-old, LIIF-old (evaluated
+# whenever asked: they need no run). Then the kernel usage of each GaussianSR
 # checkpoint not yet explained (`basicsr explain` on the LR x2 of Set14 barbara and comic and Set5
 # baby: kernels covering 90% of the LR pixels, kernel_max_prob) in kernel_usage.txt
 # (kernel_usage_old.txt), and last scripts/summarize_long_ablation.py, which merges the rows'
@@ -41,6 +42,17 @@ wanted=" ${ROWS:-GaussianSR Bicubic-64 LIIF} "
 for name in $wanted; do
   [[ $name =~ ^(GaussianSR|Bicubic-64|LIIF)$ ]] || { echo "Error: ROWS: unknown row $name (rows: GaussianSR Bicubic-64 LIIF)" >&2; exit 2; }
 done
+old_checkpoint() {  # old_checkpoint FILE: the old shipped FILE.pth, extracted once from git history
+  local dest="$out_root/old_weights/$1.pth"
+  if [ ! -f "$dest" ]; then
+    mkdir -p "$(dirname "$dest")"
+    git show "$old_commit:gaussiansr_plugin/weights/$1.pth" >"$dest.part" ||
+      { echo "Error: cannot read gaussiansr_plugin/weights/$1.pth of commit $old_commit (OLD_WEIGHTS_COMMIT) from git" >&2; exit 2; }
+    mv "$dest.part" "$dest"
+  fi
+  echo "$dest"
+}
+old_commit=${OLD_WEIGHTS_COMMIT:-270f395}
 rows=()  # NAME|--model value, one per row to evaluate
 for row in GaussianSR:gaussiansr:GaussianSR Bicubic-64:bicubic64:Bicubic64 LIIF:liif:LIIF; do
   IFS=: read -r name file run <<<"$row"
@@ -52,7 +64,7 @@ for row in GaussianSR:gaussiansr:GaussianSR Bicubic-64:bicubic64:Bicubic64 LIIF:
     echo "no $ckpt: $name left out"
   fi
   # The old rows: at 1500 what the fix (and the later lr step) changed, at 12000 whether to ship the new weights.
-  [[ $iter =~ ^(1500|12000)$ ]] && rows+=("$name-old|$name-old=$file")
+  [[ $iter =~ ^(1500|12000)$ ]] && rows+=("$name-old|$name-old=options/ablation/train_$file.yml:$(old_checkpoint "$file")")
 done
 for row in "${rows[@]}"; do
   name=${row%%|*}
