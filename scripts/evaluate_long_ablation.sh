@@ -46,8 +46,9 @@ old_checkpoint() {  # old_checkpoint FILE: the old shipped FILE.pth, extracted o
   local dest="$out_root/old_weights/$1.pth"
   if [ ! -f "$dest" ]; then
     mkdir -p "$(dirname "$dest")"
-    git show "$old_commit:gaussiansr_plugin/weights/$1.pth" >"$dest.part" ||
-      { echo "Error: cannot read gaussiansr_plugin/weights/$1.pth of commit $old_commit (OLD_WEIGHTS_COMMIT) from git" >&2; exit 2; }
+    git show "$old_commit:gaussiansr_plugin/weights/$1.pth" >"$dest.part" 2>/dev/null ||
+      { rm -f "$dest.part"
+        echo "Error: cannot read gaussiansr_plugin/weights/$1.pth of commit $old_commit (OLD_WEIGHTS_COMMIT) from git" >&2; exit 2; }
     mv "$dest.part" "$dest"
   fi
   echo "$dest"
